@@ -1,0 +1,1 @@
+"""Model engines: forecasting with models loaded in this process or served remotely."""

@@ -1,0 +1,51 @@
+"""Seasonal naive: the value one season ago, with quantiles from past seasonal changes."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
+from openanomaly.domain.series import FloatArray
+
+
+def forward_fill(values: FloatArray) -> FloatArray:
+    """Fill each gap with the last observed value of its row; leading gaps stay NaN."""
+    observed = np.isfinite(values)
+    index = np.where(observed, np.arange(values.shape[1]), 0)
+    np.maximum.accumulate(index, axis=1, out=index)
+    filled = np.take_along_axis(values, index, axis=1)
+    leading = ~np.logical_or.accumulate(observed, axis=1)
+    return np.where(leading, np.nan, filled)
+
+
+class SeasonalNaiveBackend:
+    def __init__(self, name: str, settings: ModelSettings) -> None:
+        self.name = name
+        self.settings = settings
+
+    def forecast(self, request: ForecastRequest) -> QuantileForecast:
+        context = request.context
+        if self.settings.max_context:
+            context = context[:, -self.settings.max_context:]
+        filled = forward_fill(context)
+        steps = filled.shape[1]
+        season = max(int(round(self.settings.season / request.step_seconds)), 1)
+        # Without two full seasons there is nothing seasonal to learn: fall back to naive.
+        if steps < 2 * season:
+            season = 1
+        horizon = np.arange(request.horizon)
+        source = steps - season + horizon % season
+        median = filled[:, source]
+        changes = filled[:, season:] - filled[:, :-season]
+        levels = np.asarray(request.quantiles)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NaN on purpose
+            spread = np.nanquantile(changes, levels, axis=1).T  # (series, quantiles)
+            spread = spread - np.nanmedian(changes, axis=1)[:, None]
+        # Uncertainty grows with the number of seasons the forecast reaches across.
+        reach = np.sqrt(horizon // season + 1.0)
+        values = median[:, :, None] + reach[None, :, None] * spread[:, None, :]
+        return QuantileForecast(tuple(request.quantiles), values)

@@ -1,0 +1,1 @@
+"""Schedulers: run each pipeline on its schedule."""

@@ -1,0 +1,202 @@
+"""AppConfig: the whole configuration, read from one YAML file.
+
+``${VAR}`` and ``${VAR:-default}`` in string values are replaced from the environment (for
+secrets), and ``OPENANOMALY__SECTION__KEY=value`` variables override single keys.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from openanomaly.adapters.models.settings import ModelSettings, default_models
+from openanomaly.adapters.tsdb.settings import PrometheusSettings
+from openanomaly.domain.errors import ConfigError
+from openanomaly.domain.pipeline import PipelineSpec
+
+CONFIG_ENV = "OPENANOMALY_CONFIG_FILE"
+OVERRIDE_PREFIX = "OPENANOMALY__"
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SchedulerSettings(_Section):
+    kind: Literal["embedded", "celery"] = "embedded"
+    max_workers: int = Field(default=2, ge=1, description="embedded: pipelines run at once")
+
+
+class RedisSettings(_Section):
+    url: str = "redis://localhost:6379/0"
+    password: SecretStr | None = None
+    tls_ca_file: str | None = None
+
+
+class MongoSettings(_Section):
+    url: str | None = None
+    database: str = "openanomaly"
+
+
+class DjangoSettings(_Section):
+    secret_key: SecretStr | None = None
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
+    debug: bool = False
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["logfmt", "json"] = "logfmt"
+
+
+class AppConfig(_Section):
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    pipelines: list[PipelineSpec] = Field(default_factory=list)
+    pipelines_file: str | None = Field(
+        default=None, description="YAML file with a list of pipelines, beside the inline ones"
+    )
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    django: DjangoSettings = Field(default_factory=DjangoSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _complete(self) -> AppConfig:
+        self.models = {**default_models(), **self.models}
+        seen: set[str] = set()
+        for index, pipeline in enumerate(self.pipelines):
+            if pipeline.name in seen:
+                raise ValueError(f"pipelines[{index}]: duplicate pipeline name {pipeline.name!r}")
+            seen.add(pipeline.name)
+            if pipeline.model not in self.models:
+                known = ", ".join(sorted(self.models))
+                raise ValueError(
+                    f"pipelines[{index}] ({pipeline.name}): unknown model {pipeline.model!r}; "
+                    f"configured models: {known}"
+                )
+        return self
+
+
+def default_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV, "config.yaml"))
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> AppConfig:
+    """Read, substitute, override and validate. Raises ConfigError with one clear message."""
+    env = dict(os.environ if environ is None else environ)
+    file = Path(path) if path is not None else default_path()
+    raw = _read_yaml(file, required=True)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections")
+    raw = _substitute(raw, env, file, ())
+    _apply_overrides(raw, env)
+    pipelines_file = raw.get("pipelines_file")
+    if pipelines_file:
+        extra_file = (file.parent / str(pipelines_file)).resolve()
+        listed = _substitute(_read_yaml(extra_file, required=True), env, extra_file, ())
+        if isinstance(listed, dict):
+            listed = listed.get("pipelines")
+        if not isinstance(listed, list):
+            raise ConfigError(f"{extra_file}: expected a list of pipelines (or 'pipelines:' list)")
+        raw["pipelines"] = list(raw.get("pipelines") or []) + listed
+    return validate_config(raw, file)
+
+
+def validate_config(raw: dict[str, Any], file: Path | str = "<config>") -> AppConfig:
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, file, raw)) from None
+
+
+def format_validation_error(exc: ValidationError, file: Path | str, raw: Any) -> str:
+    lines = [f"{file}: invalid configuration ({exc.error_count()} problem(s)):"]
+    for error in exc.errors():
+        where = _key_path(error["loc"], raw)
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling and the section it is in)"
+        lines.append(f"  {where or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+def _key_path(loc: tuple[Any, ...], raw: Any) -> str:
+    parts: list[str] = []
+    node = raw
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            if isinstance(node, dict) and "name" in node:
+                parts[-1] += f" ({node['name']})"
+        elif isinstance(item, str) and item not in ("function-after", "function-before"):
+            if not item.startswith(("function-", "tagged-union")):
+                parts.append(item)
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _read_yaml(file: Path, required: bool) -> Any:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not required:
+            return {}
+        raise ConfigError(
+            f"{file}: config file not found; pass --config or set {CONFIG_ENV}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{file}:{where}: malformed YAML: {problem}") from None
+
+
+def _substitute(node: Any, env: dict[str, str], file: Path, path: tuple[str, ...]) -> Any:
+    if isinstance(node, dict):
+        return {key: _substitute(value, env, file, (*path, str(key))) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute(value, env, file, (*path, f"[{i}]")) for i, value in enumerate(node)]
+    if isinstance(node, str):
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{file}: {'.'.join(path)}: environment variable {name} is not set "
+                f"(set it, or write ${{{name}:-default}})"
+            )
+        return _REFERENCE.sub(replace, node)
+    return node
+
+
+def _apply_overrides(raw: dict[str, Any], env: dict[str, str]) -> None:
+    """OPENANOMALY__PROMETHEUS__URL=http://x sets prometheus.url; values are YAML scalars."""
+    for name, text in sorted(env.items()):
+        if not name.startswith(OVERRIDE_PREFIX):
+            continue
+        keys = [part.lower() for part in name[len(OVERRIDE_PREFIX):].split("__") if part]
+        if not keys:
+            continue
+        node = raw
+        for key in keys[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[keys[-1]] = yaml.safe_load(text) if text else text

@@ -1,0 +1,176 @@
+"""The pipeline spec: what to query, how to forecast and score it, and what to write."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from openanomaly.domain.schedule import Schedule
+from openanomaly.domain.timeutil import format_duration, parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds, written in YAML as a Prometheus duration such as 30s, 5m or 1d."""
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Mode(StrEnum):
+    forecast = "forecast"
+    anomaly = "anomaly"
+    both = "both"
+
+
+class Technique(StrEnum):
+    interval = "interval"
+    zscore = "zscore"
+
+
+class Direction(StrEnum):
+    both = "both"
+    above = "above"
+    below = "below"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScoringSpec(_Strict):
+    technique: Technique = Technique.interval
+    band: tuple[float, float] = Field(
+        default=(0.1, 0.9), description="lower and upper forecast quantiles of the band"
+    )
+    band_scale: float = Field(
+        default=1.0, gt=0,
+        description="widens (>1) or narrows (<1) the band around the median before scoring",
+    )
+    threshold: float = Field(default=1.0, gt=0, description="score above which a point is anomalous")
+    zscore_threshold: float = Field(default=3.0, gt=0, description="|z| that maps to score 1")
+    noise_floor: float = Field(
+        default=4.0, ge=0,
+        description="the band's half-width is at least this many times the series' noise "
+        "level, estimated from the step-to-step changes of its context (0 turns it off)",
+    )
+    direction: Direction = Direction.both
+    min_deviation: float = Field(
+        default=0.0, ge=0, description="deviations from the median smaller than this score 0"
+    )
+
+    @field_validator("band")
+    @classmethod
+    def _band_around_median(cls, band: tuple[float, float]) -> tuple[float, float]:
+        low, high = band
+        if not 0 < low < 0.5 < high < 1:
+            raise ValueError(f"band must satisfy 0 < lower < 0.5 < upper < 1, got {band}")
+        return band
+
+
+class OutputSpec(_Strict):
+    prefix: str = "openanomaly_"
+    write_future: bool = Field(
+        default=True, description="write forecasts ahead of now (forecast and both modes)"
+    )
+    extra_labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, prefix: str) -> str:
+        if prefix and not _METRIC_NAME.match(prefix):
+            raise ValueError(f"prefix {prefix!r} is not a valid start of a metric name")
+        return prefix
+
+    @field_validator("extra_labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for name in labels:
+            if not _LABEL_NAME.match(name) or name.startswith("__"):
+                raise ValueError(f"extra label {name!r} is not a valid label name")
+        return labels
+
+
+class PipelineSpec(_Strict):
+    name: str
+    query: str = Field(min_length=1, description="PromQL; every series it returns is scored")
+    enabled: bool = True
+    mode: Mode = Mode.anomaly
+    model: str = "fracast"
+    step: Duration = 60.0
+    context: Duration = Field(default=86400.0, description="history fed to the model")
+    horizon: Duration = Field(default=3600.0, description="how far ahead forecasts reach")
+    schedule: str = "5m"
+    timezone: str = "UTC"
+    check_window: Duration | None = Field(
+        default=None, description="span scored per anomaly run; defaults to the interval"
+    )
+    delay: Duration | None = Field(
+        default=None, description="wait this long after a slot before running it (late data)"
+    )
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    max_series: int = Field(default=1000, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _PIPELINE_NAME.match(name):
+            raise ValueError(
+                f"pipeline name {name!r} may hold letters, digits, '_', '.' and '-' only"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        schedule = Schedule.parse(self.schedule, self.timezone)
+        window = self.check_window
+        if window is None:
+            if schedule.interval_seconds is None and self.mode != Mode.forecast:
+                raise ValueError("a cron schedule needs check_window (the span each run scores)")
+            window = schedule.interval_seconds
+            object.__setattr__(self, "check_window", window)
+        for field, value in (("context", self.context), ("horizon", self.horizon),
+                             ("check_window", window)):
+            if value is not None and not _is_multiple(value, self.step):
+                raise ValueError(
+                    f"{field} ({format_duration(value)}) must be a whole number of steps "
+                    f"(step is {format_duration(self.step)})"
+                )
+        if self.context_steps < 8:
+            raise ValueError("context must span at least 8 steps")
+        if self.mode == Mode.forecast and not self.output.write_future:
+            raise ValueError("mode 'forecast' writes future forecasts: enable output.write_future")
+        return self
+
+    @property
+    def schedule_spec(self) -> Schedule:
+        return Schedule.parse(self.schedule, self.timezone)
+
+    @property
+    def step_ms(self) -> int:
+        return int(round(self.step * 1000))
+
+    @property
+    def context_steps(self) -> int:
+        return int(round(self.context / self.step))
+
+    @property
+    def horizon_steps(self) -> int:
+        return int(round(self.horizon / self.step))
+
+    @property
+    def window_steps(self) -> int:
+        assert self.check_window is not None
+        return int(round(self.check_window / self.step))
+
+    @property
+    def delay_ms(self) -> int:
+        return int(round((self.delay or 0.0) * 1000))
+
+
+def _is_multiple(value: float, step: float) -> bool:
+    ratio = value / step
+    return abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1

@@ -1,0 +1,215 @@
+"""The ``openanomaly`` command."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from openanomaly import __version__
+from openanomaly.bootstrap import build_app
+from openanomaly.config import CONFIG_ENV, AppConfig, load_config
+from openanomaly.domain.errors import ConfigError, OpenAnomalyError
+from openanomaly.domain.timeutil import format_duration, from_ms, parse_time
+from openanomaly.entrypoints.logging_setup import setup_logging
+from openanomaly.entrypoints.progress import backfill_with_bar
+
+log = logging.getLogger("openanomaly.cli")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly_errors(func: F) -> F:
+    """Project errors end the command with their message, never a traceback:
+    exit 2 for configuration errors, 1 for everything else."""
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except OpenAnomalyError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+    return wrapper  # type: ignore[return-value]
+
+
+def _config(ctx: click.Context) -> AppConfig:
+    config = load_config(ctx.obj["config_path"])
+    setup_logging(ctx.obj.get("log_level") or config.logging.level, config.logging.format)
+    return config
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _time(text: str) -> int:
+    try:
+        return parse_time(text, _now_ms())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="openanomaly")
+@click.option("--config", "-c", "config_path", type=click.Path(path_type=Path),
+              envvar=CONFIG_ENV, default="config.yaml", show_default=True,
+              help=f"Configuration file (or set {CONFIG_ENV}).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+              case_sensitive=False), default=None, help="Overrides logging.level of the config.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
+    """OpenAnomaly: zero-shot anomaly detection for Prometheus metrics.
+
+    Reads each pipeline's series with PromQL, forecasts them with a pre-trained model,
+    scores the actual values against the forecast, and writes forecasts and anomaly
+    scores back with remote write. Alert on: openanomaly_anomaly_score > 1
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+    ctx.obj["log_level"] = log_level.upper() if log_level else None
+
+
+@cli.command("check-config")
+@click.option("--connect", is_flag=True, help="Also check that Prometheus answers.")
+@click.pass_context
+@_friendly_errors
+def check_config(ctx: click.Context, connect: bool) -> None:
+    """Validate the configuration file and list its pipelines."""
+    config = _config(ctx)
+    click.echo(f"{ctx.obj['config_path']}: OK")
+    click.echo(f"prometheus: {config.prometheus.url}")
+    click.echo(f"models: {', '.join(sorted(config.models))}")
+    click.echo(f"pipelines: {len(config.pipelines)}")
+    for spec in config.pipelines:
+        state = "" if spec.enabled else " (disabled)"
+        click.echo(
+            f"  {spec.name}{state}: mode={spec.mode} model={spec.model} "
+            f"step={format_duration(spec.step)} context={format_duration(spec.context)} "
+            f"horizon={format_duration(spec.horizon)} schedule={spec.schedule_spec}"
+        )
+    if connect:
+        app = build_app(config)
+        try:
+            app.tsdb.ping()  # type: ignore[attr-defined]
+        finally:
+            app.close()
+        click.echo("prometheus: reachable")
+
+
+@cli.command()
+@click.pass_context
+@_friendly_errors
+def run(ctx: click.Context) -> None:
+    """Run every enabled pipeline on its schedule, in this process, until stopped.
+
+    SIGINT or SIGTERM stops the scheduler; running pipelines finish first.
+    """
+    app = build_app(_config(ctx))
+    scheduler = app.scheduler()
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal received; shutting down", extra={"signal": signal.Signals(signum).name})
+        scheduler.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        scheduler.run(app.run)
+    finally:
+        app.close()
+
+
+@cli.command("run-once")
+@click.argument("pipeline")
+@click.option("--at", "at", default="now", show_default=True,
+              help="Slot time: RFC 3339, Unix seconds, 'now' or 'now-1h'.")
+@click.pass_context
+@_friendly_errors
+def run_once(ctx: click.Context, pipeline: str, at: str) -> None:
+    """Run PIPELINE once for one slot and print what it did."""
+    app = build_app(_config(ctx))
+    try:
+        spec = app.store.get_pipeline(pipeline)
+        result = app.run(spec, _time(at))
+    finally:
+        app.close()
+    click.echo(
+        f"{result.pipeline} at {from_ms(result.at_ms).isoformat()}: {result.status}, "
+        f"{result.series} series, {result.anomalous_points} anomalous points, "
+        f"max score {result.max_score:.2f}, {result.samples_written} samples written "
+        f"in {result.seconds:.2f}s"
+    )
+    for labels in result.anomalous_series:
+        click.echo(f"  anomalous: {_selector(labels)}")
+
+
+@cli.command()
+@click.argument("pipeline")
+@click.option("--from", "start", required=True, help="Start: RFC 3339, Unix seconds or 'now-2d'.")
+@click.option("--to", "end", default="now", show_default=True, help="End, same formats.")
+@click.pass_context
+@_friendly_errors
+def backfill(ctx: click.Context, pipeline: str, start: str, end: str) -> None:
+    """Replay PIPELINE's anomaly check over history and write the scores.
+
+    Writing history needs Prometheus' storage.tsdb.out_of_order_time_window to reach back
+    to --from.
+    """
+    start_ms, end_ms = _time(start), _time(end)
+    if end_ms <= start_ms:
+        raise click.BadParameter("--to must be after --from")
+    app = build_app(_config(ctx))
+    try:
+        spec = app.store.get_pipeline(pipeline)
+        result = backfill_with_bar(app, spec, start_ms, end_ms)
+    finally:
+        app.close()
+    click.echo(
+        f"{result.pipeline}: {result.series} series, {result.scored_points} points scored, "
+        f"{result.anomalous_points} anomalous, {result.samples_written} samples written "
+        f"in {result.seconds:.1f}s"
+    )
+
+
+@cli.command()
+@click.option("--demo-config", type=click.Path(path_type=Path), default=None,
+              help="Pipelines to run (default: examples/demo.yaml).")
+@click.option("--keep-running", is_flag=True,
+              help="Leave Prometheus running at the end, until Ctrl-C, to explore the results.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the demo's Prometheus keeps its data (default: a temporary folder).")
+@_friendly_errors
+def demo(demo_config: Path | None, keep_running: bool, data_dir: Path | None) -> None:
+    """Run the whole loop on synthetic metrics with injected anomalies.
+
+    Starts a local Prometheus, writes days of realistic metrics with a spike, a level
+    shift, a drop to zero and a seasonal break, runs the demo pipelines with the Fracast
+    model, and prints injected against detected anomalies.
+    """
+    from openanomaly.entrypoints.demo import run_demo
+
+    setup_logging("WARNING")
+    sys.exit(run_demo(demo_config, keep_running=keep_running, data_dir=data_dir))
+
+
+def _selector(labels: dict[str, str]) -> str:
+    name = labels.get("__name__", "")
+    rest = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{name}{{{rest}}}"
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Workflows written against the ports: runs, backfill."""

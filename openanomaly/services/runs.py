@@ -1,0 +1,212 @@
+"""One scheduled run of a pipeline: fetch, forecast, score, write.
+
+A run at slot ``at`` is a pure function of the data the query returns, so a retry or a
+second worker writes identical samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from openanomaly.domain.errors import DuplicateSamples, TooManySeries
+from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
+from openanomaly.domain.output import (
+    ANOMALY_SCORE,
+    FORECAST,
+    YHAT,
+    YHAT_LOWER,
+    YHAT_UPPER,
+    check_unique,
+    output_labels,
+    rows_to_series,
+)
+from openanomaly.domain.pipeline import Mode, PipelineSpec
+from openanomaly.domain.scoring import band_quantiles, noise_level, score
+from openanomaly.domain.series import Series, SeriesBatch, align
+from openanomaly.domain.timeutil import align_down
+from openanomaly.ports import ModelEngine, TSDBClient
+
+log = logging.getLogger(__name__)
+
+FORECAST_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass
+class RunResult:
+    pipeline: str
+    at_ms: int
+    status: str = "ok"  # ok | no_data | already_written
+    series: int = 0
+    skipped: int = 0
+    scored_points: int = 0
+    anomalous_points: int = 0
+    max_score: float = float("nan")
+    samples_written: int = 0
+    seconds: float = 0.0
+    anomalous_series: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class CheckOutput:
+    """Outputs of the anomaly check of one or more slots over the same series."""
+
+    series: list[Series]
+    scores: np.ndarray  # (n_slots, n_series, window_steps)
+    skipped: int
+
+
+def fetch(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms: int) -> SeriesBatch:
+    """Query [start, end] on the pipeline's step grid; refuse more than max_series series."""
+    found = tsdb.query_range(spec.query, start_ms, end_ms, spec.step_ms)
+    if len(found) > spec.max_series:
+        raise TooManySeries(
+            f"pipeline {spec.name!r}: the query returned {len(found)} series, more than "
+            f"max_series={spec.max_series}; narrow the query or raise max_series"
+        )
+    return align(found, start_ms, end_ms, spec.step_ms)
+
+
+def check_slots(
+    spec: PipelineSpec, engine: ModelEngine, batch: SeriesBatch, end_indices: Sequence[int]
+) -> CheckOutput:
+    """Score the check window ending at each of ``end_indices`` (grid positions of ``at``).
+
+    Each window is compared with a forecast made from the context that ends just before it.
+    All windows' series go to the model as one request.
+    """
+    window, context = spec.window_steps, spec.context_steps
+    n = batch.n_series
+    contexts = np.concatenate([
+        batch.values[:, end - window - context + 1:end - window + 1] for end in end_indices
+    ])
+    actuals = np.concatenate([batch.values[:, end - window + 1:end + 1] for end in end_indices])
+    forecast = engine.forecast(spec.model, ForecastRequest(
+        contexts, window, band_quantiles(spec.scoring), spec.step))
+    scored = score(spec.scoring, actuals, forecast, noise_level(contexts))
+    usable = np.isfinite(scored.yhat).all(axis=1)
+
+    labels = [output_labels(source, spec) for source in batch.labels]
+    check_unique(labels, spec)
+    prefix = spec.output.prefix
+    out: list[Series] = []
+    for slot, end in enumerate(end_indices):
+        rows = slice(slot * n, (slot + 1) * n)
+        keep = np.flatnonzero(usable[rows])
+        kept_labels = [labels[i] for i in keep]
+        timestamps = batch.timestamps_ms[end - window + 1:end + 1]
+        for metric, values in ((ANOMALY_SCORE, scored.score), (YHAT, scored.yhat),
+                               (YHAT_LOWER, scored.lower), (YHAT_UPPER, scored.upper)):
+            out += rows_to_series(prefix, metric, kept_labels, timestamps, values[rows][keep])
+    scores = scored.score.reshape(len(end_indices), n, window)
+    return CheckOutput(out, scores, skipped=int((~usable[:n]).sum()) if end_indices else 0)
+
+
+def forecast_ahead(
+    spec: PipelineSpec, engine: ModelEngine, batch: SeriesBatch, end_index: int
+) -> list[Series]:
+    """Quantile forecasts of the steps after ``end_index``, written at future timestamps.
+
+    Only the last ``check_window`` of the horizon is written, so every future timestamp is
+    forecast by exactly one run and no run overwrites another's samples.
+    """
+    context = batch.values[:, end_index - spec.context_steps + 1:end_index + 1]
+    horizon = spec.horizon_steps
+    forecast: QuantileForecast = engine.forecast(spec.model, ForecastRequest(
+        context, horizon, FORECAST_QUANTILES, spec.step))
+    stride = min(spec.window_steps, horizon)
+    at_ms = int(batch.timestamps_ms[end_index])
+    steps = np.arange(horizon - stride + 1, horizon + 1, dtype=np.int64)
+    timestamps = at_ms + steps * spec.step_ms
+    usable = np.isfinite(forecast.values).all(axis=(1, 2))
+    labels = [output_labels(source, spec) for source in batch.labels]
+    check_unique(labels, spec)
+    keep = np.flatnonzero(usable)
+    out: list[Series] = []
+    for q_index, quantile in enumerate(forecast.quantiles):
+        values = forecast.values[keep][:, horizon - stride:, q_index]
+        out += rows_to_series(spec.output.prefix, FORECAST, [labels[i] for i in keep],
+                              timestamps, values, quantile=f"{quantile:g}")
+    return out
+
+
+def run_pipeline(
+    spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine,
+    mode: Mode | None = None,
+) -> RunResult:
+    """Run ``spec`` for the slot ``at`` (aligned down to the step) and write the outputs
+    in one remote-write request where they fit."""
+    started = time.perf_counter()
+    mode = mode or spec.mode
+    at = align_down(at_ms, spec.step_ms)
+    result = RunResult(spec.name, at)
+    check = mode in (Mode.anomaly, Mode.both)
+    ahead = mode in (Mode.forecast, Mode.both) and spec.output.write_future
+    span = spec.context_steps + (spec.window_steps if check else 0) - 1
+    batch = fetch(spec, tsdb, at - span * spec.step_ms, at)
+    result.series = batch.n_series
+    if batch.n_series == 0:
+        result.status = "no_data"
+        log.warning("query returned no series", extra={"pipeline": spec.name, "at": at,
+                                                       "query": spec.query})
+        return result
+    end = batch.timestamps_ms.size - 1
+    outputs: list[Series] = []
+    if check:
+        checked = check_slots(spec, engine, batch, [end])
+        outputs += checked.series
+        summarise(result, checked, batch, spec)
+    if ahead:
+        outputs += forecast_ahead(spec, engine, batch, end)
+    write(spec, tsdb, outputs, result)
+    result.seconds = round(time.perf_counter() - started, 3)
+    log.info("run finished", extra={
+        "pipeline": spec.name, "at": at, "mode": str(mode), "status": result.status,
+        "series": result.series, "skipped": result.skipped,
+        "anomalous_points": result.anomalous_points, "samples": result.samples_written,
+        "seconds": result.seconds})
+    return result
+
+
+def run_anomaly_check(
+    spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine
+) -> RunResult:
+    return run_pipeline(spec, at_ms, tsdb, engine, Mode.anomaly)
+
+
+def run_forecast(spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine) -> RunResult:
+    return run_pipeline(spec, at_ms, tsdb, engine, Mode.forecast)
+
+
+def write(spec: PipelineSpec, tsdb: TSDBClient, outputs: list[Series], result: RunResult) -> None:
+    if not outputs:
+        return
+    try:
+        tsdb.write(outputs)
+    except DuplicateSamples as exc:
+        # The slot was written before with other values: the source data changed since
+        # (late samples). Prometheus keeps the first write; say so and move on.
+        result.status = "already_written"
+        log.warning("slot already written with different values; keeping the stored samples",
+                    extra={"pipeline": spec.name, "at": result.at_ms, "error": str(exc)})
+        return
+    result.samples_written += sum(s.values.size for s in outputs)
+
+
+def summarise(result: RunResult, checked: CheckOutput, batch: SeriesBatch,
+               spec: PipelineSpec) -> None:
+    scores = checked.scores
+    result.skipped = max(result.skipped, checked.skipped)
+    finite = np.isfinite(scores)
+    result.scored_points += int(finite.sum())
+    over = np.where(finite, scores, 0.0) > spec.scoring.threshold
+    result.anomalous_points += int(over.sum())
+    if finite.any():
+        best = float(np.nanmax(scores))
+        result.max_score = best if np.isnan(result.max_score) else max(result.max_score, best)
+    for index in np.flatnonzero(over.any(axis=(0, 2))):
+        result.anomalous_series.append(batch.labels[index])

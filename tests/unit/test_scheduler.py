@@ -1,0 +1,78 @@
+import threading
+
+from openanomaly.adapters.config.yaml_store import YamlConfigStore
+from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
+from openanomaly.domain.pipeline import PipelineSpec
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def make(specs, clock, workers=2):
+    return EmbeddedScheduler(YamlConfigStore(specs), max_workers=workers, clock=clock,
+                             tick_seconds=0.01)
+
+
+def drive(scheduler, run, ticks, clock, advance_ms):
+    """Run the scheduler's loop in a thread while moving the fake clock forward."""
+    thread = threading.Thread(target=scheduler.run, args=(run,))
+    thread.start()
+    try:
+        for _ in range(ticks):
+            threading.Event().wait(0.03)
+            clock.now += advance_ms
+    finally:
+        scheduler.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_fires_each_slot_once_with_the_aligned_slot_as_at():
+    clock = Clock(1_700_000_005_000)
+    fired = []
+    lock = threading.Lock()
+
+    def run(spec, at):
+        with lock:
+            fired.append((spec.name, at))
+
+    specs = [PipelineSpec(name="a", query="up", step="1m", schedule="1m"),
+             PipelineSpec(name="off", query="up", enabled=False)]
+    drive(make(specs, clock), run, ticks=30, clock=clock, advance_ms=20_000)
+    slots = [at for name, at in fired if name == "a"]
+    assert all(name == "a" for name, _ in fired)
+    assert slots and all(at % 60_000 == 0 for at in slots)
+    assert slots == sorted(set(slots))
+    assert slots == list(range(slots[0], slots[-1] + 1, 60_000))
+
+
+def test_a_slow_run_is_not_started_twice_and_errors_do_not_stop_the_loop():
+    clock = Clock(1_700_000_000_000)
+    release = threading.Event()
+    calls = []
+
+    def run(spec, at):
+        calls.append(at)
+        if len(calls) == 1:
+            release.wait(5)
+        raise RuntimeError("boom")
+
+    scheduler = make([PipelineSpec(name="a", query="up", step="1m", schedule="1m")], clock)
+    thread = threading.Thread(target=scheduler.run, args=(run,))
+    thread.start()
+    for _ in range(20):
+        threading.Event().wait(0.02)
+        clock.now += 60_000
+    assert len(calls) == 1  # still blocked: later slots were skipped, not stacked
+    release.set()
+    for _ in range(10):
+        threading.Event().wait(0.03)
+        clock.now += 60_000
+    scheduler.stop()
+    thread.join(5)
+    assert len(calls) > 1  # the loop survived the failures
