@@ -166,7 +166,7 @@ def _read_yaml(file: Path, required: bool) -> Any:
 
 def _substitute(node: Any, env: dict[str, str], file: Path, path: tuple[str, ...]) -> Any:
     if isinstance(node, dict):
-        return {key: _substitute(value, env, file, (*path, str(key))) for key, value in node.items()}
+        return {k: _substitute(value, env, file, (*path, str(k))) for k, value in node.items()}
     if isinstance(node, list):
         return [_substitute(value, env, file, (*path, f"[{i}]")) for i, value in enumerate(node)]
     if isinstance(node, str):

@@ -46,4 +46,8 @@ class UnknownPipeline(PipelineError):
 
 
 class DuplicateSamples(WriteRejected):
-    """The database already holds other values at these timestamps (a re-run of a slot)."""
+    """The database already holds a different value at a written timestamp.
+
+    Prometheus answers this for a re-run of a slot whose samples differ from the first run;
+    callers that re-run a slot can treat it as "already written".
+    """

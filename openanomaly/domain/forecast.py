@@ -70,7 +70,7 @@ def interpolate_quantiles(
         )
     # Sort along the quantile axis so crossing quantiles from a model never reach users.
     ordered = np.sort(native, axis=-1)
-    out = np.empty(native.shape[:-1] + (len(wanted),), dtype=np.float64)
+    out = np.empty((*native.shape[:-1], len(wanted)), dtype=np.float64)
     for index, quantile in enumerate(wanted):
         upper = int(np.clip(np.searchsorted(levels, quantile), 1, levels.size - 1))
         lower = upper - 1

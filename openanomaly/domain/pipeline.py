@@ -49,7 +49,9 @@ class ScoringSpec(_Strict):
         default=1.0, gt=0,
         description="widens (>1) or narrows (<1) the band around the median before scoring",
     )
-    threshold: float = Field(default=1.0, gt=0, description="score above which a point is anomalous")
+    threshold: float = Field(
+        default=1.0, gt=0, description="score above which a point is anomalous"
+    )
     zscore_threshold: float = Field(default=3.0, gt=0, description="|z| that maps to score 1")
     noise_floor: float = Field(
         default=4.0, ge=0,
@@ -151,24 +153,24 @@ class PipelineSpec(_Strict):
 
     @property
     def step_ms(self) -> int:
-        return int(round(self.step * 1000))
+        return round(self.step * 1000)
 
     @property
     def context_steps(self) -> int:
-        return int(round(self.context / self.step))
+        return round(self.context / self.step)
 
     @property
     def horizon_steps(self) -> int:
-        return int(round(self.horizon / self.step))
+        return round(self.horizon / self.step)
 
     @property
     def window_steps(self) -> int:
         assert self.check_window is not None
-        return int(round(self.check_window / self.step))
+        return round(self.check_window / self.step)
 
     @property
     def delay_ms(self) -> int:
-        return int(round((self.delay or 0.0) * 1000))
+        return round((self.delay or 0.0) * 1000)
 
 
 def _is_multiple(value: float, step: float) -> bool:

@@ -92,7 +92,7 @@ def demo_dataset(
         {"__name__": "demo_http_requests_per_second", "service": "checkout", "env": "prod"},
         base_signal(n, step_s, 120, 60, 3.0, rng),
     )
-    checkout.injections.append(spike(checkout.values, at_fraction(0.2), 2, 150))
+    checkout.injections.append(spike(checkout.values, at_fraction(0.15), 2, 150))
     series.append(checkout)
 
     series.append(SyntheticSeries(
@@ -102,16 +102,16 @@ def demo_dataset(
 
     cpu = SyntheticSeries(
         {"__name__": "demo_cpu_utilization_ratio", "instance": "db-1", "env": "prod"},
-        base_signal(n, step_s, 0.35, 0.12, 0.01, rng) ,
+        base_signal(n, step_s, 0.35, 0.12, 0.01, rng),
     )
-    cpu.injections.append(level_shift(cpu.values, at_fraction(0.55), 0.25))
+    cpu.injections.append(level_shift(cpu.values, at_fraction(0.75), 0.25))
     series.append(cpu)
 
     connections = SyntheticSeries(
         {"__name__": "demo_active_connections", "instance": "lb-1", "env": "prod"},
         base_signal(n, step_s, 800, 300, 15.0, rng, phase=0.6),
     )
-    connections.injections.append(drop_to_zero(connections.values, at_fraction(0.4), 12))
+    connections.injections.append(drop_to_zero(connections.values, at_fraction(0.3), 12))
     series.append(connections)
 
     orders = SyntheticSeries(
@@ -119,8 +119,9 @@ def demo_dataset(
         base_signal(n, step_s, 50, 30, 1.5, rng),
     )
     # Start the break where the normal cycle peaks, so the flip is a clear departure.
-    peak = _next_daily_peak(at_fraction(0.7), step_s)
-    orders.injections.append(seasonal_break(orders.values, peak, int(DAY_S / 2 / step_s), step_s, 30))
+    peak = _next_daily_peak(at_fraction(0.4), step_s)
+    length = min(int(DAY_S / 4 / step_s), n - peak)
+    orders.injections.append(seasonal_break(orders.values, peak, length, step_s, 30))
     series.append(orders)
 
     for one in series:

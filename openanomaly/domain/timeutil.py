@@ -54,7 +54,7 @@ def align_down(ts_ms: int, step_ms: int) -> int:
 def to_ms(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(round(moment.timestamp() * 1000))
+    return round(moment.timestamp() * 1000)
 
 
 def from_ms(ts_ms: int) -> datetime:
@@ -70,7 +70,7 @@ def parse_time(text: str, now_ms: int) -> int:
     if value.startswith("now-"):
         return now_ms - int(parse_duration(value[4:]) * 1000)
     try:
-        return int(round(float(value) * 1000))
+        return round(float(value) * 1000)
     except ValueError:
         pass
     try:

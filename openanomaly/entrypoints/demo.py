@@ -168,14 +168,16 @@ def _print_report(detections: list[Detection], alarms: dict[str, tuple[int, int]
                   url: str, seconds: float) -> None:
     click.echo("\nInjected anomalies against detections (score > 1 within "
                f"{DETECTION_STEPS} steps of the start):\n")
-    header = f"{'series':<58} {'anomaly':<15} {'injected (UTC)':<17} {'detected':<10} {'delay':>5} {'peak':>6}"
+    header = (f"{'series':<58} {'anomaly':<15} {'injected (UTC)':<15} {'detected':<9} "
+              f"{'delay':>5} {'peak':>6}")
     click.echo(header)
     click.echo("-" * len(header))
     for d in detections:
         when = from_ms(d.injected_ms).strftime("%m-%d %H:%M")
         found = "yes" if d.detected_ms is not None else "MISSED"
         delay = f"{d.delay_steps}" if d.delay_steps is not None else "-"
-        click.echo(f"{d.series:<58} {d.kind:<15} {when:<17} {found:<10} {delay:>5} {d.peak_score:>6.1f}")
+        click.echo(f"{d.series:<58} {d.kind:<15} {when:<15} {found:<9} {delay:>5} "
+                   f"{d.peak_score:>6.1f}")
     click.echo("\nAlarms outside the injected anomalies (score > 1):")
     for name, (count, total) in alarms.items():
         share = 100 * count / total if total else 0.0

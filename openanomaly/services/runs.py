@@ -88,7 +88,7 @@ def check_slots(
     forecast = engine.forecast(spec.model, ForecastRequest(
         contexts, window, band_quantiles(spec.scoring), spec.step))
     scored = score(spec.scoring, actuals, forecast, noise_level(contexts))
-    usable = np.isfinite(scored.yhat).all(axis=1)
+    usable: np.ndarray = np.asarray(np.isfinite(scored.yhat).all(axis=1))
 
     labels = [output_labels(source, spec) for source in batch.labels]
     check_unique(labels, spec)
@@ -178,7 +178,9 @@ def run_anomaly_check(
     return run_pipeline(spec, at_ms, tsdb, engine, Mode.anomaly)
 
 
-def run_forecast(spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine) -> RunResult:
+def run_forecast(
+    spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine
+) -> RunResult:
     return run_pipeline(spec, at_ms, tsdb, engine, Mode.forecast)
 
 

@@ -32,7 +32,7 @@ class SeasonalNaiveBackend:
             context = context[:, -self.settings.max_context:]
         filled = forward_fill(context)
         steps = filled.shape[1]
-        season = max(int(round(self.settings.season / request.step_seconds)), 1)
+        season = max(round(self.settings.season / request.step_seconds), 1)
         # Without two full seasons there is nothing seasonal to learn: fall back to naive.
         if steps < 2 * season:
             season = 1

@@ -1,0 +1,137 @@
+"""The ``openanomaly`` command as a process, against a real Prometheus."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openanomaly.domain.series import Series
+
+CLI = [sys.executable, "-m", "openanomaly.entrypoints.cli"]
+
+
+def openanomaly(*args, config=None, timeout=120, env=None):
+    command = [*CLI, *(["--config", str(config)] if config else []), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def write_config(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def valid_config(url, metric, **extra):
+    lines = [
+        "prometheus:", f"  url: {url}", "pipelines:", "  - name: quick",
+        f"    query: {metric}", "    model: seasonal_naive", "    step: 5s",
+        "    context: 10m", "    horizon: 1m", "    schedule: 5s",
+    ]
+    lines += [f"    {key}: {value}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def recent_history(metric, minutes=15, step_ms=5000):
+    now = int(time.time() * 1000)
+    end = now - now % step_ms
+    n = minutes * 60_000 // step_ms
+    t = np.arange(n)
+    return Series.of({"__name__": metric, "job": "e2e"}, end - (n - 1 - t) * step_ms,
+                     10 + np.sin(t / 10))
+
+
+def test_check_config_lists_pipelines(tmp_path):
+    config = write_config(tmp_path, valid_config("http://127.0.0.1:9", "up"))
+    done = openanomaly("check-config", config=config)
+    assert done.returncode == 0, done.stderr
+    assert "quick: mode=anomaly model=seasonal_naive step=5s" in done.stdout
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("pipelines:\n  - name: a\n    query: [up\n", "malformed YAML"),
+    ("prometheus:\n  urll: http://x\n", "prometheus.urll: unknown key"),
+    ("pipelines:\n  - name: cpu\n    query: up\n    step: 5 minutes\n",
+     "pipelines[0] (cpu).step: not a duration"),
+    ("pipelines:\n  - name: cpu\n    query: up\n    model: gpt\n", "unknown model 'gpt'"),
+    ("prometheus:\n  bearer_token: ${MISSING_TOKEN_VAR}\n", "MISSING_TOKEN_VAR is not set"),
+])
+def test_bad_config_is_one_clear_message_and_exit_2(tmp_path, text, expected):
+    done = openanomaly("check-config", config=write_config(tmp_path, text))
+    assert done.returncode == 2
+    assert expected in done.stderr
+    assert str(tmp_path / "config.yaml") in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_config_file_names_the_variable(tmp_path):
+    done = openanomaly("check-config", config=tmp_path / "nope.yaml")
+    assert done.returncode == 2 and "OPENANOMALY_CONFIG_FILE" in done.stderr
+
+
+def test_config_from_environment_variable_and_overrides(tmp_path):
+    config = write_config(tmp_path, valid_config("http://127.0.0.1:9", "up"))
+    done = openanomaly("check-config", env={"OPENANOMALY_CONFIG_FILE": str(config),
+                                            "OPENANOMALY__PROMETHEUS__URL": "http://other:9090"})
+    assert done.returncode == 0, done.stderr
+    assert "prometheus: http://other:9090" in done.stdout
+
+
+def test_run_once_writes_scores(tmp_path, prometheus, prom_client, unique):
+    metric = unique("e2e_once")
+    prom_client.write([recent_history(metric)])
+    config = write_config(tmp_path, valid_config(prometheus.url, metric))
+    done = openanomaly("run-once", "quick", "--at", "now-1m", config=config)
+    assert done.returncode == 0, done.stderr
+    assert "quick at" in done.stdout and "1 series" in done.stdout
+    now = int(time.time() * 1000)
+    found = prom_client.query_range(f'openanomaly_anomaly_score{{source_metric="{metric}"}}',
+                                    now - 600_000, now, 5000)
+    assert len(found) == 1
+
+
+def test_run_once_unknown_pipeline(tmp_path):
+    config = write_config(tmp_path, valid_config("http://127.0.0.1:9", "up"))
+    done = openanomaly("run-once", "other", config=config)
+    assert done.returncode == 1 and "unknown pipeline 'other'; pipelines: quick" in done.stderr
+
+
+@pytest.mark.slow
+def test_run_schedules_pipelines_and_stops_cleanly_on_sigterm(tmp_path, prometheus, prom_client,
+                                                               unique):
+    metric = unique("e2e_run")
+    prom_client.write([recent_history(metric, minutes=30)])
+    config = write_config(tmp_path, valid_config(prometheus.url, metric))
+    process = subprocess.Popen([*CLI, "--config", str(config), "run"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        found = []
+        while time.time() < deadline and not found:
+            time.sleep(1)
+            now = int(time.time() * 1000)
+            found = prom_client.query_range(
+                f'openanomaly_anomaly_score{{source_metric="{metric}"}}', now - 120_000, now, 5000)
+        assert found, "no scores written by the scheduler within 60 s"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "run finished" in stderr and "scheduler stopped" in stderr
+
+
+@pytest.mark.slow
+def test_demo_detects_every_injected_anomaly(tmp_path):
+    done = openanomaly("demo", "--data-dir", str(tmp_path / "prom"), timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Detected 4 of 4 injected anomalies" in done.stdout
+    assert "MISSED" not in done.stdout
+    assert "openanomaly_anomaly_score > 1" in done.stdout
+    assert Path(tmp_path / "prom").is_dir()

@@ -1,0 +1,115 @@
+"""The inference loop end to end against a real Prometheus and the real Fracast model."""
+
+import time
+
+import numpy as np
+import pytest
+from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
+
+from openanomaly.adapters.models.local_engine import LocalModelEngine
+from openanomaly.adapters.models.settings import default_models
+from openanomaly.adapters.tsdb.settings import PrometheusSettings
+from openanomaly.domain.errors import QueryRejected, TSDBUnavailable
+from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.series import Series
+from openanomaly.services.runs import run_anomaly_check, run_forecast
+
+STEP = 60_000
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return LocalModelEngine(default_models())
+
+
+def history(metric, labels, end_ms, n=1500, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    values = 40 + 10 * np.sin(2 * np.pi * t / 120) + rng.normal(0, 0.5, n)
+    return Series.of({"__name__": metric, **labels}, end_ms - (n - 1 - t) * STEP, values)
+
+
+def spec(name, query, **fields):
+    base = {"name": name, "query": query, "step": "1m", "context": "1d", "horizon": "30m",
+            "schedule": "5m"}
+    return PipelineSpec(**{**base, **fields})
+
+
+def read(client, query, start, end):
+    return {tuple(sorted(s.labels.items())): s for s in client.query_range(query, start, end, STEP)}
+
+
+def slot_now():
+    now = int(time.time() * 1000)
+    return now - now % (5 * STEP)
+
+
+def test_anomaly_check_writes_contract_series_read_back_with_promql(prom_client, engine, unique):
+    metric = unique("requests")
+    at = slot_now() - 10 * STEP
+    sources = [history(metric, {"job": "api", "instance": f"i{i}"}, at, seed=i) for i in range(2)]
+    prom_client.write(sources)
+    result = run_anomaly_check(spec(unique("p"), metric), at, prom_client, engine)
+    assert (result.status, result.series, result.skipped) == ("ok", 2, 0)
+
+    window = [at - k * STEP for k in range(4, -1, -1)]
+    scores = read(prom_client, f'openanomaly_anomaly_score{{source_metric="{metric}"}}',
+                  window[0], at)
+    assert len(scores) == 2  # one output series per source, no collisions
+    for labels, series in scores.items():
+        labels = dict(labels)
+        assert labels["job"] == "api" and labels["instance"] in ("i0", "i1")
+        assert labels["pipeline"] == unique("p") and labels["model"] == "fracast"
+        assert series.timestamps_ms.tolist() == window
+        assert np.all(series.values < 1)
+    for metric_name in ("yhat", "yhat_lower", "yhat_upper"):
+        assert len(read(prom_client, f'openanomaly_{metric_name}{{source_metric="{metric}"}}',
+                        window[0], at)) == 2
+    # The score is consistent with the band written beside it.
+    key = f'{{source_metric="{metric}",instance="i0"}}'
+    yhat = read(prom_client, f"openanomaly_yhat{key}", window[0], at).popitem()[1].values
+    upper = read(prom_client, f"openanomaly_yhat_upper{key}", window[0], at).popitem()[1].values
+    assert np.all(upper > yhat)
+    # Re-running the slot rewrites identical samples, which Prometheus accepts.
+    again = run_anomaly_check(spec(unique("p"), metric), at, prom_client, engine)
+    assert again.status == "ok" and again.samples_written == result.samples_written
+
+
+def test_forecast_is_written_at_future_timestamps(prom_client, engine, unique):
+    metric = unique("load")
+    at = slot_now()
+    prom_client.write([history(metric, {"host": "h1"}, at)])
+    run_forecast(spec(unique("p"), metric), at, prom_client, engine)
+    expected = [at + k * STEP for k in range(26, 31)]
+    found = read(prom_client, f'openanomaly_forecast{{source_metric="{metric}"}}',
+                 expected[0], expected[-1])
+    assert sorted(dict(k)["quantile"] for k in found) == [
+        "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]
+    for series in found.values():
+        assert series.timestamps_ms.tolist() == expected
+        assert np.all((series.values > 20) & (series.values < 60))
+
+
+def test_query_rejected_by_prometheus_surfaces_its_message(prom_client, engine):
+    with pytest.raises(QueryRejected, match="parse error"):
+        run_anomaly_check(spec("bad", "rate(x[5m]"), slot_now(), prom_client, engine)
+
+
+def test_prometheus_down_fails_after_retries_and_writes_nothing(engine, unique):
+    dead = PrometheusAdapter(PrometheusSettings(url="http://127.0.0.1:9", max_retries=2,
+                                                retry_backoff=0.01))
+    with pytest.raises(TSDBUnavailable, match=r"127\.0\.0\.1:9"):
+        run_anomaly_check(spec("down", "up"), slot_now(), dead, engine)
+
+
+def test_empty_result_and_all_nan_series(prom_client, engine, unique):
+    assert run_anomaly_check(spec("empty", unique("absent")), slot_now(), prom_client,
+                             engine).status == "no_data"
+    metric = unique("nan")
+    at = slot_now()
+    dead = history(metric, {}, at)
+    dead = Series(dead.labels, dead.timestamps_ms, np.full(dead.values.size, np.nan))
+    prom_client.write([dead])
+    result = run_anomaly_check(spec("nan", metric), at, prom_client, engine)
+    # Prometheus returns the NaN samples; the series cannot be forecast and is skipped.
+    assert result.skipped == result.series == 1 and result.samples_written == 0
