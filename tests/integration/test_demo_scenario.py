@@ -20,7 +20,8 @@ from openanomaly.services.backfill import backfill
 
 @pytest.mark.slow
 def test_every_injected_anomaly_is_detected_and_clean_series_stay_quiet(prom_client):
-    config = load_config(default_demo_config(), environ={"DEMO_PROMETHEUS_URL": "unused"})
+    environ = {"DEMO_PROMETHEUS_URL": prom_client.settings.url}
+    config = load_config(default_demo_config(), environ=environ)
     engine = LocalModelEngine(config.models)
     end_ms = align_down(int(time.time() * 1000), STEP_S * 1000)
     dataset, start_ms = write_dataset(prom_client, end_ms)

@@ -46,6 +46,7 @@ def test_pipelines_file_is_read_relative_to_the_config(tmp_path):
      "pipelines[0] (cpu).scoring.band: band must satisfy"),
     ("models:\n  m:\n    backend: prophet\n", "models.m.backend: Input should be"),
     ("scheduler:\n  max_workers: 0\n", "scheduler.max_workers: Input should be greater"),
+    ("prometheus:\n  url: prometheus:9090\n", "prometheus.url: must start with http://"),
     ("pipelines_file: missing.yaml\n", "missing.yaml: config file not found"),
 ])
 def test_errors_name_the_file_and_key(tmp_path, text, expected):

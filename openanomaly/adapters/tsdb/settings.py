@@ -36,9 +36,13 @@ class PrometheusSettings(BaseModel):
 
     @field_validator("url", "remote_write_url")
     @classmethod
-    def _no_trailing_slash(cls, value: str | None) -> str | None:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
         # Paths are appended to the URL; "http://db/" + "/api" would double the slash.
-        return None if value is None else value.rstrip("/")
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusSettings:
