@@ -4,12 +4,12 @@ import time
 
 import numpy as np
 import pytest
-from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
 from openanomaly.adapters.models.settings import default_models
+from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
-from openanomaly.domain.errors import QueryRejected, TSDBUnavailable
+from openanomaly.domain.errors import QueryRejected, TooManySeries, TSDBUnavailable
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.series import Series
 from openanomaly.services.runs import run_anomaly_check, run_forecast
@@ -113,3 +113,26 @@ def test_empty_result_and_all_nan_series(prom_client, engine, unique):
     result = run_anomaly_check(spec("nan", metric), at, prom_client, engine)
     # Prometheus returns the NaN samples; the series cannot be forecast and is skipped.
     assert result.skipped == result.series == 1 and result.samples_written == 0
+
+
+def test_constant_series_scores_finite_and_quiet(prom_client, engine, unique):
+    metric = unique("flat")
+    at = slot_now()
+    source = history(metric, {}, at)
+    flat = np.full(source.values.size, 3.0)
+    prom_client.write([Series(source.labels, source.timestamps_ms, flat)])
+    run_anomaly_check(spec("flat", metric), at, prom_client, engine)
+    scores = read(prom_client, f'openanomaly_anomaly_score{{source_metric="{metric}"}}',
+                  at - 4 * STEP, at)
+    (series,) = scores.values()
+    assert series.timestamps_ms.size == 5
+    assert np.all(np.isfinite(series.values)) and np.all(series.values < 0.1)
+
+
+def test_max_series_exceeded_writes_nothing(prom_client, engine, unique):
+    metric = unique("many")
+    at = slot_now()
+    prom_client.write([history(metric, {"i": str(i)}, at, n=30) for i in range(3)])
+    with pytest.raises(TooManySeries, match="returned 3 series, more than max_series=2"):
+        run_anomaly_check(spec("many", metric, max_series=2), at, prom_client, engine)
+    assert not read(prom_client, f'{{source_metric="{metric}"}}', at - 10 * STEP, at)
