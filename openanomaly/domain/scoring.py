@@ -16,9 +16,11 @@ from openanomaly.domain.forecast import QuantileForecast
 from openanomaly.domain.pipeline import Direction, ScoringSpec, Technique
 from openanomaly.domain.series import FloatArray
 
-# A band narrower than this (relative to the median's magnitude) is treated as this wide,
-# so a perfectly flat forecast gives large but finite scores instead of inf or NaN.
-_RELATIVE_WIDTH_FLOOR = 1e-9
+# A band narrower than this (relative to the median's magnitude) is treated as this wide.
+# Models compute in float32, whose resolution is about 6e-8 of the value: a narrower band
+# is rounding noise, and would make a constant series (up == 1) alarm on it. Real changes
+# of a flat series still score far above 1.
+_RELATIVE_WIDTH_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)

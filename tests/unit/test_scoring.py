@@ -43,7 +43,7 @@ def test_flat_band_gives_zero_at_median_and_large_finite_scores_elsewhere():
     flat = np.full((1, 2), 5.0)
     scores = interval_score(np.array([[5.0, 6.0]]), flat, flat, flat)
     assert scores[0, 0] == 0.0
-    assert np.isfinite(scores[0, 1]) and scores[0, 1] > 1e6
+    assert np.isfinite(scores[0, 1]) and scores[0, 1] > 1e4
 
 
 def test_zscore_maps_threshold_sigmas_to_one():
