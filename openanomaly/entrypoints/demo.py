@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,9 +126,9 @@ def run_demo(config_path: Path | None, keep_running: bool = False,
              data_dir: Path | None = None) -> int:
     started = time.perf_counter()
     binary = ensure_prometheus()
-    folder = data_dir or Path(tempfile.mkdtemp(prefix="openanomaly-demo-"))
-    with LocalPrometheus(binary=binary, data_dir=folder) as prometheus:
-        click.echo(f"Started Prometheus at {prometheus.url} (data in {folder})")
+    # Without --data-dir the data lives in a temporary folder removed at the end.
+    with LocalPrometheus(data_dir, binary=binary) as prometheus:
+        click.echo(f"Started Prometheus at {prometheus.url} (data in {prometheus.data_dir})")
         os.environ["DEMO_PROMETHEUS_URL"] = prometheus.url
         config = load_config(config_path or default_demo_config())
         config = config.model_copy(update={
