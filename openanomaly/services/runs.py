@@ -211,4 +211,5 @@ def summarise(result: RunResult, checked: CheckOutput, batch: SeriesBatch,
         best = float(np.nanmax(scores))
         result.max_score = best if np.isnan(result.max_score) else max(result.max_score, best)
     for index in np.flatnonzero(over.any(axis=(0, 2))):
-        result.anomalous_series.append(batch.labels[index])
+        if batch.labels[index] not in result.anomalous_series:
+            result.anomalous_series.append(batch.labels[index])
