@@ -50,6 +50,22 @@ class DjangoSettings(_Section):
     debug: bool = False
 
 
+class ModelServerSettings(_Section):
+    """`openanomaly serve-model`: the HTTP server of the configured models."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8501, ge=0, le=65535)
+    token: SecretStr | None = Field(default=None, description="bearer token clients must send")
+    max_request_mb: float = Field(default=64.0, gt=0)
+    batch_wait_ms: float = Field(
+        default=5.0, ge=0, description="how long a request waits for others to share its batch"
+    )
+    max_batch_series: int = Field(default=1024, ge=1)
+    preload: list[str] = Field(
+        default_factory=list, description="models loaded at start-up (ready only after)"
+    )
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -67,6 +83,7 @@ class AppConfig(_Section):
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     django: DjangoSettings = Field(default_factory=DjangoSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
 
     @model_validator(mode="after")
     def _complete(self) -> AppConfig:

@@ -201,6 +201,22 @@ def demo(demo_config: Path | None, keep_running: bool, data_dir: Path | None) ->
     sys.exit(run_demo(demo_config, keep_running=keep_running, data_dir=data_dir))
 
 
+@cli.command("serve-model")
+@click.option("--host", default=None, help="Overrides model_server.host.")
+@click.option("--port", type=int, default=None, help="Overrides model_server.port (0: any free).")
+@click.pass_context
+@_friendly_errors
+def serve_model(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the configured models over HTTP for remote engines (GPU machines).
+
+    Endpoints: /v1/models, /v1/models/NAME/forecast, /healthz, /readyz, /metrics and the
+    OpenAPI description at /openapi.json. Stops on SIGINT or SIGTERM.
+    """
+    from openanomaly.entrypoints.model_server import serve
+
+    serve(_config(ctx), host=host, port=port)
+
+
 def _selector(labels: dict[str, str]) -> str:
     name = labels.get("__name__", "")
     rest = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")

@@ -24,6 +24,10 @@ def _build(name: str, settings: ModelSettings) -> Backend:
         from openanomaly.adapters.models.fracast_backend import FracastBackend
 
         return FracastBackend(name, settings)
+    if settings.backend == "remote":
+        from openanomaly.adapters.models.remote_engine import RemoteBackend
+
+        return RemoteBackend(name, settings)
     from openanomaly.adapters.models.seasonal_naive import SeasonalNaiveBackend
 
     return SeasonalNaiveBackend(name, settings)
