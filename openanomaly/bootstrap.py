@@ -47,7 +47,7 @@ def build_app(config: AppConfig) -> App:
     return App(
         config=config,
         tsdb=PrometheusAdapter(config.prometheus),
-        engine=LocalModelEngine(config.models),
+        engine=LocalModelEngine(config.models, cache_mb=config.inference.cache_mb),
         store=YamlConfigStore(config.pipelines),
     )
 

@@ -50,6 +50,12 @@ class DjangoSettings(_Section):
     debug: bool = False
 
 
+class InferenceSettings(_Section):
+    cache_mb: float = Field(
+        default=4096.0, gt=0, description="memory for loaded models; least recently used go first"
+    )
+
+
 class ModelServerSettings(_Section):
     """`openanomaly serve-model`: the HTTP server of the configured models."""
 
@@ -84,10 +90,17 @@ class AppConfig(_Section):
     django: DjangoSettings = Field(default_factory=DjangoSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
 
     @model_validator(mode="after")
     def _complete(self) -> AppConfig:
         self.models = {**default_models(), **self.models}
+        for name, model in self.models.items():
+            for member in model.members:
+                if member not in self.models:
+                    raise ValueError(f"models.{name}: unknown ensemble member {member!r}")
+                if self.models[member].backend == "ensemble":
+                    raise ValueError(f"models.{name}: member {member!r} is itself an ensemble")
         seen: set[str] = set()
         for index, pipeline in enumerate(self.pipelines):
             if pipeline.name in seen:

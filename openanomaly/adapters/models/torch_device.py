@@ -1,0 +1,31 @@
+"""Device and dtype choices shared by the PyTorch backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openanomaly.domain.errors import ModelError
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an unavailable device is an error
+    rather than a silent fallback, so a GPU server never runs on its CPU unnoticed."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {name!r} asked for, but torch sees no CUDA device")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ModelError("device 'mps' asked for, but torch sees no Apple GPU")
+    return name
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]

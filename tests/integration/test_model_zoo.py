@@ -1,0 +1,118 @@
+"""Foundation-model and statistical backends with their real code.
+
+Hub weights are out of reach here, so each foundation model is a tiny randomly initialised
+model built from its package's own config class, saved to a folder and loaded back through
+the same from_pretrained path a real checkpoint takes.
+"""
+
+import numpy as np
+import pytest
+
+from openanomaly.adapters.models import random_init
+from openanomaly.adapters.models.local_engine import LocalModelEngine
+from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.domain.errors import ModelError
+from openanomaly.domain.forecast import ForecastRequest
+
+pytest.importorskip("chronos")
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {kind: str(random_init.build(kind, root / kind)) for kind in random_init.BUILDERS}
+
+
+def series(n, seed, period=48):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 30 + 8 * np.sin(2 * np.pi * t / period) + rng.normal(0, 0.5, n)
+
+
+def ragged_batch():
+    rows = [series(400, 1), series(250, 2), series(600, 3), series(90, 4), series(500, 5)]
+    rows[2][100:160] = np.nan  # a gap
+    width = max(r.size for r in rows)
+    batch = np.full((len(rows), width), np.nan)
+    for i, row in enumerate(rows):
+        batch[i, width - row.size:] = row
+    return rows, batch
+
+
+def request(context, horizon=10):
+    return ForecastRequest(np.atleast_2d(context), horizon, QUANTILES, 60.0)
+
+
+@pytest.mark.parametrize("kind", ["chronos-bolt", "chronos-2", "chronos-t5"])
+def test_chronos_family_shapes_order_determinism_and_batch_independence(checkpoints, kind):
+    engine = LocalModelEngine({"m": ModelSettings(backend="chronos", source=checkpoints[kind],
+                                                  batch_size=2, max_context=512)})
+    rows, batch = ragged_batch()
+    forecast = engine.forecast("m", request(batch)).values
+    assert forecast.shape == (5, 10, 3) and np.isfinite(forecast).all()
+    assert np.all(np.diff(forecast, axis=2) >= 0)
+    np.testing.assert_array_equal(forecast, engine.forecast("m", request(batch)).values)
+    for i, row in enumerate(rows):
+        # One at a time, unpadded, and cut to the model's context by hand.
+        alone = engine.forecast("m", request(row[-512:])).values[0]
+        np.testing.assert_allclose(forecast[i], alone, rtol=1e-4, atol=1e-4)
+
+
+def test_chronos_long_horizon_beyond_the_native_prediction_length(checkpoints):
+    engine = LocalModelEngine({"m": ModelSettings(backend="chronos",
+                                                  source=checkpoints["chronos-bolt"])})
+    forecast = engine.forecast("m", request(series(300, 6), horizon=100)).values
+    assert forecast.shape == (1, 100, 3) and np.isfinite(forecast).all()
+
+
+def test_chronos_needs_a_source_and_an_unreachable_hub_id_is_a_clear_error(monkeypatch):
+    engine = LocalModelEngine({"none": ModelSettings(backend="chronos"),
+                               "hub": ModelSettings(backend="chronos",
+                                                    source="amazon/chronos-bolt-tiny")})
+    with pytest.raises(ModelError, match="set source"):
+        engine.forecast("none", request(series(100, 1)))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelError, match="cannot load 'amazon/chronos-bolt-tiny'"):
+        engine.forecast("hub", request(series(100, 1)))
+
+
+@pytest.mark.parametrize("backend", ["autoets", "seasonal"])
+def test_statsforecast_backends(backend):
+    engine = LocalModelEngine({"m": ModelSettings(backend=backend, season="48m")})
+    context = np.stack([series(480, 7), series(480, 8)])
+    context[1, :475] = np.nan  # too little history: NaN, not an error
+    forecast = engine.forecast("m", request(context, horizon=48)).values
+    assert forecast.shape == (2, 48, 3) and np.isnan(forecast[1]).all()
+    assert np.all(np.diff(forecast[0], axis=1) > 0)
+    if backend == "seasonal":
+        truth = 30 + 8 * np.sin(2 * np.pi * np.arange(480, 528) / 48)
+        assert np.abs(forecast[0, :, 1] - truth).max() < 2.5
+
+
+def test_ensemble_takes_the_median_of_its_members_level_by_level():
+    members = {
+        "naive": ModelSettings(backend="seasonal_naive", season="48m"),
+        "ets": ModelSettings(backend="autoets"),
+        "fracast": ModelSettings(backend="fracast"),
+    }
+    engine = LocalModelEngine({**members, "ens": ModelSettings(
+        backend="ensemble", members=list(members))})
+    context = request(np.stack([series(500, 9), series(500, 10)]))
+    expected = np.median(np.stack([engine.forecast(m, context).values for m in members]), axis=0)
+    np.testing.assert_allclose(engine.forecast("ens", context).values, expected)
+
+
+def test_models_beyond_the_memory_bound_are_unloaded_least_recently_used_first(checkpoints):
+    engine = LocalModelEngine({
+        "a": ModelSettings(backend="chronos", source=checkpoints["chronos-bolt"]),
+        "b": ModelSettings(backend="chronos", source=checkpoints["chronos-2"]),
+        "naive": ModelSettings(backend="seasonal_naive"),
+    }, cache_mb=0.45)  # bolt: 0.32 MB, chronos-2: 0.16 MB
+    engine.get("a")
+    engine.get("naive")
+    engine.get("b")  # does not fit beside "a"
+    assert engine.loaded() == ["naive", "b"]
