@@ -217,6 +217,49 @@ def serve_model(ctx: click.Context, host: str | None, port: int | None) -> None:
     serve(_config(ctx), host=host, port=port)
 
 
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print what they measure."""
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"expected positive integers, got {text!r}")
+    return values
+
+
+@bench.command("models")
+@click.option("--models", "names", default="fracast,seasonal_naive,autoets,chronos-bolt-tiny",
+              show_default=True, help="Comma-separated model names (configured or presets).")
+@click.option("--batch", default="1,64,512", show_default=True, help="Batch sizes.")
+@click.option("--context", default="512", show_default=True, help="Context lengths in steps.")
+@click.option("--horizon", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--device", default=None, help="cpu, cuda, mps or auto for every torch model.")
+@click.option("--repeat", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-models.json"),
+              show_default=True, help="JSON results.")
+@click.pass_context
+@_friendly_errors
+def bench_models(ctx: click.Context, names: str, batch: str, context: str, horizon: int,
+                 device: str | None, repeat: int, out: Path) -> None:
+    """Load time, latency and series per second of each model on synthetic contexts.
+
+    Presets without reachable weights (chronos-bolt-tiny/mini/small/base, chronos-2,
+    chronos-t5-tiny/small) run as randomly initialised models of the published size.
+    """
+    from openanomaly.entrypoints.bench import run_bench
+
+    path = ctx.obj["config_path"]
+    config = _config(ctx) if Path(path).exists() else None
+    setup_logging("WARNING")
+    run_bench([n.strip() for n in names.split(",") if n.strip()], _ints(batch),
+              _ints(context), horizon, device, repeat, config, out)
+
+
 def _selector(labels: dict[str, str]) -> str:
     name = labels.get("__name__", "")
     rest = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.torch_device import resolve_device
 from openanomaly.domain.errors import ModelError
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast, interpolate_quantiles
 
@@ -28,7 +29,7 @@ class FracastBackend:
         self.settings = settings
         try:
             self.model = FracastModel.from_pretrained(
-                settings.source, weights=settings.weights, device=settings.device
+                settings.source, weights=settings.weights, device=resolve_device(settings.device)
             )
         except (OSError, RuntimeError, ValueError) as exc:
             raise ModelError(
