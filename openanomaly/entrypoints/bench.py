@@ -31,6 +31,8 @@ RANDOM_PRESETS: dict[str, tuple[str, str]] = {
     "chronos-2": ("chronos-2", "base"),
     "chronos-t5-tiny": ("chronos-t5", "tiny"),
     "chronos-t5-small": ("chronos-t5", "small"),
+    "timesfm-2.5": ("timesfm-2.5", "200m"),
+    "tirex": ("tirex", "base"),
 }
 REAL_PRESETS: dict[str, ModelSettings] = {
     "fracast": ModelSettings(backend="fracast"),
@@ -54,7 +56,8 @@ def resolve(name: str, config: AppConfig | None, device: str | None, folder: Pat
     if name in RANDOM_PRESETS:
         kind, size = RANDOM_PRESETS[name]
         path = random_init.build(kind, folder / name, size)
-        return ModelSettings(backend="chronos", source=str(path), batch_size=batch).model_copy(
+        backend = {"timesfm-2.5": "timesfm", "tirex": "tirex"}.get(kind, "chronos")
+        return ModelSettings(backend=backend, source=str(path), batch_size=batch).model_copy(
             update=updates), "random init"
     known = sorted({*REAL_PRESETS, *RANDOM_PRESETS, *(config.models if config else {})})
     raise click.BadParameter(f"unknown model {name!r}; known: {', '.join(known)}")

@@ -21,7 +21,8 @@ QUANTILES = (0.1, 0.5, 0.9)
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
-    return {kind: str(random_init.build(kind, root / kind)) for kind in random_init.BUILDERS}
+    kinds = ("chronos-bolt", "chronos-2", "chronos-t5", "tirex")
+    return {kind: str(random_init.build(kind, root / kind)) for kind in kinds}
 
 
 def series(n, seed, period=48):
@@ -44,9 +45,14 @@ def request(context, horizon=10):
     return ForecastRequest(np.atleast_2d(context), horizon, QUANTILES, 60.0)
 
 
-@pytest.mark.parametrize("kind", ["chronos-bolt", "chronos-2", "chronos-t5"])
-def test_chronos_family_shapes_order_determinism_and_batch_independence(checkpoints, kind):
-    engine = LocalModelEngine({"m": ModelSettings(backend="chronos", source=checkpoints[kind],
+@pytest.mark.parametrize(("kind", "backend"), [
+    ("chronos-bolt", "chronos"), ("chronos-2", "chronos"), ("chronos-t5", "chronos"),
+    ("tirex", "tirex"),
+])
+def test_foundation_models_shapes_order_determinism_and_batch_independence(
+    checkpoints, kind, backend
+):
+    engine = LocalModelEngine({"m": ModelSettings(backend=backend, source=checkpoints[kind],
                                                   batch_size=2, max_context=512)})
     rows, batch = ragged_batch()
     forecast = engine.forecast("m", request(batch)).values
@@ -116,3 +122,19 @@ def test_models_beyond_the_memory_bound_are_unloaded_least_recently_used_first(c
     engine.get("naive")
     engine.get("b")  # does not fit beside "a"
     assert engine.loaded() == ["naive", "b"]
+
+
+@pytest.mark.slow
+def test_timesfm_2p5_random_checkpoint_through_from_pretrained(tmp_path):
+    pytest.importorskip("timesfm")
+    # TimesFM 2.5 has a single size: a random 200M-parameter checkpoint (0.9 GB).
+    path = random_init.build("timesfm-2.5", tmp_path / "timesfm")
+    engine = LocalModelEngine({"t": ModelSettings(backend="timesfm", source=str(path),
+                                                  batch_size=4, max_context=256)})
+    rows, batch = ragged_batch()
+    forecast = engine.forecast("t", request(batch)).values
+    assert forecast.shape == (5, 10, 3) and np.isfinite(forecast).all()
+    assert np.all(np.diff(forecast, axis=2) >= 0)
+    np.testing.assert_array_equal(forecast, engine.forecast("t", request(batch)).values)
+    alone = engine.forecast("t", request(rows[0][-256:])).values[0]
+    np.testing.assert_allclose(forecast[0], alone, rtol=1e-4, atol=1e-4)

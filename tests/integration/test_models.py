@@ -95,3 +95,15 @@ def test_bad_weights_folder_is_a_model_error(tmp_path):
     engine = LocalModelEngine({"f": ModelSettings(backend="fracast", source=str(tmp_path))})
     with pytest.raises(ModelError, match="cannot load Fracast weights"):
         engine.forecast("f", request(daily(500, 7)))
+
+
+def test_seasonal_naive_row_results_do_not_depend_on_batch_padding(engine):
+    # 150 steps of 15 minutes is less than two daily seasons: naive, however it is batched.
+    short, long = daily(150, 11, period=48), daily(3000, 12, period=48)
+    padded = np.full((2, 3000), np.nan)
+    padded[0, -150:], padded[1] = short, long
+    together = engine.forecast("seasonal_naive", ForecastRequest(padded, 60, QUANTILES,
+                                                                 900.0)).values
+    alone = engine.forecast("seasonal_naive", ForecastRequest(short[None, :], 60, QUANTILES,
+                                                              900.0)).values
+    np.testing.assert_array_equal(together[0], alone[0])

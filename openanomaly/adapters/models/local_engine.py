@@ -33,6 +33,14 @@ def _build(name: str, settings: ModelSettings, engine: LocalModelEngine) -> Back
         from openanomaly.adapters.models.chronos_backend import ChronosBackend
 
         return ChronosBackend(name, settings)
+    if settings.backend == "timesfm":
+        from openanomaly.adapters.models.timesfm_backend import TimesFMBackend
+
+        return TimesFMBackend(name, settings)
+    if settings.backend == "tirex":
+        from openanomaly.adapters.models.tirex_backend import TiRexBackend
+
+        return TiRexBackend(name, settings)
     if settings.backend in ("autoets", "seasonal"):
         from openanomaly.adapters.models.statsforecast_backend import StatsForecastBackend
 

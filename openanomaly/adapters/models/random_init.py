@@ -29,7 +29,9 @@ _T5_SIZES = {"test": (32, 64, 1, 2), "tiny": (256, 1024, 4, 4), "small": (512, 2
 def chronos_bolt(folder: str | Path, size: str = "test", seed: int = 0) -> Path:
     import torch
     from chronos.chronos_bolt import ChronosBoltModelForForecasting
-    from transformers import T5Config
+    from transformers import T5Config as _T5Config
+
+    T5Config: Any = _T5Config  # its keyword arguments are not typed
 
     d_model, d_ff, layers, heads = _BOLT_SIZES[size]
     config = T5Config(
@@ -69,7 +71,10 @@ def chronos2(folder: str | Path, size: str = "test", seed: int = 0) -> Path:
 
 def chronos_t5(folder: str | Path, size: str = "test", seed: int = 0) -> Path:
     import torch
-    from transformers import T5Config, T5ForConditionalGeneration
+    from transformers import T5Config as _T5Config
+    from transformers import T5ForConditionalGeneration
+
+    T5Config: Any = _T5Config  # its keyword arguments are not typed
 
     d_model, d_ff, layers, heads = _T5_SIZES[size]
     n_tokens = 4096
@@ -91,7 +96,52 @@ def chronos_t5(folder: str | Path, size: str = "test", seed: int = 0) -> Path:
     return _save(T5ForConditionalGeneration(config), folder)
 
 
-BUILDERS = {"chronos-bolt": chronos_bolt, "chronos-2": chronos2, "chronos-t5": chronos_t5}
+def timesfm_2p5(folder: str | Path, size: str = "200m", seed: int = 0) -> Path:
+    """TimesFM 2.5 has one published size (200M parameters, about 0.9 GB on disk)."""
+    import timesfm
+    import torch
+
+    torch.manual_seed(seed)
+    model = timesfm.TimesFM_2p5_200M_torch(torch_compile=False)
+    path = Path(folder)
+    model.save_pretrained(path)
+    return path
+
+
+# (embedding_dim, heads, blocks, input_ff_dim); "base" is the published TiRex (35M).
+_TIREX_SIZES = {"test": (32, 2, 1, 64), "base": (512, 4, 12, 2048)}
+
+
+def tirex(folder: str | Path, size: str = "test", seed: int = 0) -> Path:
+    """A Lightning-style ``model.ckpt``, the file TiRex's loader reads."""
+    import torch
+    from tirex.models.tirex import TiRexZero
+
+    embedding, heads, blocks, feed_forward = _TIREX_SIZES[size]
+    hyper = {
+        "model_config": {
+            "input_patch_size": 32, "output_patch_size": 32, "quantiles": NINE_QUANTILES,
+            "block_kwargs": {"embedding_dim": embedding, "num_heads": heads,
+                             "num_blocks": blocks},
+            "input_ff_dim": feed_forward,
+        },
+        "train_ctx_len": 2048,
+    }
+    torch.manual_seed(seed)
+    model = TiRexZero(backend="torch", **hyper)
+    for parameter in model.parameters():
+        if parameter.dim() > 1:
+            torch.nn.init.xavier_uniform_(parameter)  # the class leaves some weights empty
+        else:
+            torch.nn.init.zeros_(parameter)
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save({"hyper_parameters": hyper, "state_dict": model.state_dict()}, path / "model.ckpt")
+    return path
+
+
+BUILDERS = {"chronos-bolt": chronos_bolt, "chronos-2": chronos2, "chronos-t5": chronos_t5,
+            "timesfm-2.5": timesfm_2p5, "tirex": tirex}
 
 
 def build(kind: str, folder: str | Path, size: str = "test", seed: int = 0) -> Path:

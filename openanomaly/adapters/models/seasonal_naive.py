@@ -31,14 +31,24 @@ class SeasonalNaiveBackend:
         if self.settings.max_context:
             context = context[:, -self.settings.max_context:]
         filled = forward_fill(context)
-        steps = filled.shape[1]
         season = max(round(self.settings.season / request.step_seconds), 1)
-        # Without two full seasons there is nothing seasonal to learn: fall back to naive.
-        if steps < 2 * season:
-            season = 1
+        # Each row's own history decides, never the batch's padded width: without two full
+        # seasons there is nothing seasonal to learn, so that row falls back to naive.
+        observed = np.isfinite(context)
+        history = np.where(observed.any(axis=1),
+                           context.shape[1] - np.argmax(observed, axis=1), 0)
+        values = self._predict(filled, 1, request)
+        seasonal = (history >= 2 * season) & (season > 1)
+        if seasonal.any():
+            rows = np.flatnonzero(seasonal)
+            values[rows] = self._predict(filled[rows], season, request)
+        return QuantileForecast(tuple(request.quantiles), values)
+
+    @staticmethod
+    def _predict(filled: FloatArray, season: int, request: ForecastRequest) -> FloatArray:
+        steps = filled.shape[1]
         horizon = np.arange(request.horizon)
-        source = steps - season + horizon % season
-        median = filled[:, source]
+        median = filled[:, steps - season + horizon % season]
         changes = filled[:, season:] - filled[:, :-season]
         levels = np.asarray(request.quantiles)
         with warnings.catch_warnings():
@@ -47,5 +57,4 @@ class SeasonalNaiveBackend:
             spread = spread - np.nanmedian(changes, axis=1)[:, None]
         # Uncertainty grows with the number of seasons the forecast reaches across.
         reach = np.sqrt(horizon // season + 1.0)
-        values = median[:, :, None] + reach[None, :, None] * spread[:, None, :]
-        return QuantileForecast(tuple(request.quantiles), values)
+        return np.asarray(median[:, :, None] + reach[None, :, None] * spread[:, None, :])

@@ -1,0 +1,758 @@
+"""``openanomaly serve-model``: the configured models behind HTTP, for remote engines.
+
+Endpoints
+---------
+``GET /healthz``                 200 while the process serves requests.
+``GET /readyz``                  200 once every model in ``model_server.preload`` is loaded;
+                                 503 ``{"error": ...}`` while loading or after loading failed.
+``GET /v1/models``               ``{"models": [{name, backend, device, batch_size,
+                                 max_context}, ...]}`` for every configured model.
+``GET /metrics``                 Prometheus text exposition (format 0.0.4).
+``POST /v1/models/{name}/forecast``  quantile forecasts, in one of two encodings:
+
+JSON (``Content-Type: application/json``)::
+
+    {"context": [[1.0, null, 2.5, ...], ...], "horizon": 12,
+     "quantiles": [0.1, 0.5, 0.9], "step_seconds": 300}
+
+``null`` is a gap; rows may differ in length and are aligned at their last step (left
+padded with gaps). The answer is ``{"model": name, "quantiles": [...], "forecast": F}``
+where ``F[series][step][quantile]``, ``null`` where the model has no forecast (NaN).
+
+Binary (``Content-Type: application/x-openanomaly-tensor``), for large batches::
+
+    uint32 little-endian N | N bytes UTF-8 JSON header | little-endian array
+
+The request header is ``{"shape": [n_series, n_steps], "dtype": "float32"|"float64",
+"horizon", "quantiles", "step_seconds"}`` and the array holds the contexts row by row, NaN in
+gaps. The answer uses the same framing with the header ``{"shape": [n_series, horizon,
+n_quantiles], "dtype": "float64", "quantiles": [...], "model": name}``.
+
+Every other endpoint than /healthz and /readyz needs ``Authorization: Bearer <token>`` when
+``model_server.token`` is set. Errors are ``{"error": "..."}`` with a 4xx or 5xx status.
+
+Dynamic batching: concurrent requests for one model with the same horizon, quantiles and
+step are merged into one engine call. A request waits at most ``batch_wait_ms`` for company
+(or until ``max_batch_series`` series are queued); the merged contexts are left padded with
+NaN to a common length, forecast in a worker thread, and split back, so every client gets
+what its request alone would have got. Backends whose forecasts depend on the padded width
+(all but those in PADDING_INVARIANT_BACKENDS) merge only requests of equal context length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import signal
+import socket
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from openanomaly import __version__
+from openanomaly.adapters.models.local_engine import LocalModelEngine
+from openanomaly.adapters.models.remote_engine import (
+    TENSOR_MEDIA_TYPE,
+    FrameError,
+    decode_frame,
+    encode_frame,
+)
+from openanomaly.config import AppConfig
+from openanomaly.domain.errors import ConfigError, ModelError, UnknownModel
+from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
+from openanomaly.domain.series import FloatArray
+
+log = logging.getLogger(__name__)
+
+JSON_MEDIA_TYPE = "application/json"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Backends whose forecast of a row depends on that row's observed values alone, so requests
+# of different context lengths may share a batch after left padding (tested for both).
+# The others merge only requests of equal width: their results can move in the last float
+# digits with padding, and a retry must write the same samples as the first run.
+PADDING_INVARIANT_BACKENDS = frozenset({"fracast", "seasonal_naive"})
+_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_METRIC = "openanomaly_model_server_"
+
+
+class ApiError(Exception):
+    """An answer other than 200, with a message the client can act on."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.message}, status_code=self.status)
+
+
+# --- wire format -------------------------------------------------------------------------
+
+
+class ForecastParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    horizon: int = Field(ge=1, description="steps to forecast after the last context step")
+    quantiles: list[float] = Field(min_length=1, description="ascending levels in (0, 1)")
+    step_seconds: float = Field(gt=0, description="seconds between context steps")
+
+    @field_validator("quantiles")
+    @classmethod
+    def _levels(cls, levels: list[float]) -> list[float]:
+        if any(not 0.0 < q < 1.0 for q in levels):
+            raise ValueError(f"every quantile must be between 0 and 1 (exclusive), got {levels}")
+        if levels != sorted(set(levels)):
+            raise ValueError(f"quantiles must be ascending and distinct, got {levels}")
+        return levels
+
+
+class JsonForecastBody(ForecastParams):
+    context: list[list[float | None]] = Field(
+        description="one row per series, oldest step first, null in gaps; rows end together"
+    )
+
+
+class TensorHeader(ForecastParams):
+    shape: list[int]
+    dtype: Literal["float32", "float64"]
+
+
+class JsonForecastAnswer(BaseModel):
+    model: str
+    quantiles: list[float]
+    forecast: list[list[list[float | None]]] = Field(
+        description="forecast[series][step][quantile]; null where the model has no forecast"
+    )
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+
+
+def parse_json_body(body: bytes) -> ForecastRequest:
+    try:
+        parsed = JsonForecastBody.model_validate_json(body)
+    except ValidationError as exc:
+        raise ApiError(422, _describe(exc)) from None
+    width = max((len(row) for row in parsed.context), default=0)
+    context = np.full((len(parsed.context), width), np.nan)
+    for index, row in enumerate(parsed.context):
+        if row:  # numpy turns None into NaN in a float array
+            context[index, width - len(row):] = np.asarray(row, dtype=np.float64)
+    return to_request(context, parsed)
+
+
+def parse_tensor_body(body: bytes) -> ForecastRequest:
+    try:
+        header, values = decode_frame(body)
+    except FrameError as exc:
+        raise ApiError(400, f"malformed {TENSOR_MEDIA_TYPE} body: {exc}") from None
+    try:
+        params = TensorHeader.model_validate(header)
+    except ValidationError as exc:
+        raise ApiError(422, f"tensor header: {_describe(exc)}") from None
+    if values.ndim != 2:
+        raise ApiError(400, f"tensor shape must be [n_series, n_steps], got {params.shape}")
+    return to_request(values, params)
+
+
+def to_request(context: FloatArray, params: ForecastParams) -> ForecastRequest:
+    if context.shape[0] == 0:
+        raise ApiError(400, "context has no series; send at least one row")
+    infinite = np.flatnonzero(np.isinf(context).any(axis=1))
+    if infinite.size:
+        raise ApiError(
+            400, f"context row {infinite[0]} holds an infinite value; send null (JSON) or NaN "
+            "(binary) for a missing value"
+        )
+    empty = np.flatnonzero(~np.isfinite(context).any(axis=1))
+    if empty.size:
+        others = f" (and {empty.size - 1} more rows)" if empty.size > 1 else ""
+        raise ApiError(
+            400, f"context row {empty[0]}{others} has no finite value; leave such series out "
+            "or send some of their history"
+        )
+    try:
+        return ForecastRequest(
+            context, params.horizon, tuple(params.quantiles), params.step_seconds
+        )
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def encode_json_answer(model: str, forecast: QuantileForecast) -> bytes:
+    cells = forecast.values.astype(object)
+    cells[~np.isfinite(forecast.values)] = None
+    payload = {"model": model, "quantiles": list(forecast.quantiles), "forecast": cells.tolist()}
+    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def encode_tensor_answer(model: str, forecast: QuantileForecast) -> bytes:
+    return encode_frame({"quantiles": list(forecast.quantiles), "model": model}, forecast.values)
+
+
+def _describe(exc: ValidationError, limit: int = 5) -> str:
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where.lstrip('.')}: {message}" if where else message)
+    if exc.error_count() > limit:
+        parts.append(f"and {exc.error_count() - limit} more problem(s)")
+    return "; ".join(parts)
+
+
+# --- self-monitoring -----------------------------------------------------------------------
+
+
+@dataclass
+class _Histogram:
+    cumulative: list[int] = field(default_factory=lambda: [0] * len(_SECONDS_BUCKETS))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        for index, bound in enumerate(_SECONDS_BUCKETS):
+            if value <= bound:
+                self.cumulative[index] += 1
+        self.total += value
+        self.count += 1
+
+
+class Metrics:
+    """Counters of the server; only the event loop thread updates them, so no lock."""
+
+    def __init__(self, models: Iterable[str]) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.batches: Counter[str] = Counter({name: 0 for name in models})
+        self.batched_requests: Counter[str] = Counter({name: 0 for name in self.batches})
+        self.series: Counter[str] = Counter({name: 0 for name in self.batches})
+        self.seconds: dict[str, _Histogram] = {name: _Histogram() for name in self.batches}
+
+    def observe_batch(self, model: str, requests: int, series: int, seconds: float) -> None:
+        self.batches[model] += 1
+        self.batched_requests[model] += requests
+        self.series[model] += series
+        self.seconds.setdefault(model, _Histogram()).observe(seconds)
+
+    def render(self) -> str:
+        lines: list[str] = []
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            lines.extend((f"# HELP {_METRIC}{name} {help_text}", f"# TYPE {_METRIC}{name} {kind}"))
+
+        family("requests_total", "counter", "Forecast requests by model and HTTP status.")
+        for (model, status), value in sorted(self.requests.items()):
+            lines.append(f"{_METRIC}requests_total{_labels(model=model, status=status)} {value}")
+        for name, counter, help_text in (
+            ("batches_total", self.batches, "Engine calls, each serving one or more requests."),
+            ("batched_requests_total", self.batched_requests,
+             "Requests forecast through a batch (over batches_total: requests per call)."),
+            ("series_total", self.series, "Series forecast."),
+        ):
+            family(name, "counter", help_text)
+            for model, value in sorted(counter.items()):
+                lines.append(f"{_METRIC}{name}{_labels(model=model)} {value}")
+        family("forecast_seconds", "histogram", "Seconds per engine call (one batch).")
+        for model, histogram in sorted(self.seconds.items()):
+            for bound, value in zip(_SECONDS_BUCKETS, histogram.cumulative, strict=True):
+                labels = _labels(model=model, le=f"{bound:g}")
+                lines.append(f"{_METRIC}forecast_seconds_bucket{labels} {value}")
+            labels = _labels(model=model, le="+Inf")
+            lines.append(f"{_METRIC}forecast_seconds_bucket{labels} {histogram.count}")
+            lines.append(f"{_METRIC}forecast_seconds_sum{_labels(model=model)} {histogram.total!r}")
+            lines.append(f"{_METRIC}forecast_seconds_count{_labels(model=model)} {histogram.count}")
+        return "\n".join(lines) + "\n"
+
+
+def _labels(**labels: str) -> str:
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    return "{" + ",".join(f'{key}="{escape(value)}"' for key, value in labels.items()) + "}"
+
+
+# --- dynamic batching ----------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    request: ForecastRequest
+    future: asyncio.Future[QuantileForecast]
+    enqueued: float
+
+    @property
+    def series(self) -> int:
+        return int(self.request.context.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return int(self.request.context.shape[1])
+
+
+class ModelBatcher:
+    """Merges concurrent requests for one model into shared engine calls, one call at a time.
+
+    One call at a time per model keeps a GPU's memory to one batch; requests that arrive
+    while a call runs gather for the next one.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        forecast: Callable[[ForecastRequest], QuantileForecast],
+        metrics: Metrics,
+        wait_s: float,
+        max_series: int,
+        pad_across_lengths: bool,
+    ) -> None:
+        self.model = model
+        self._forecast = forecast
+        self._metrics = metrics
+        self.wait_s = wait_s
+        self.max_series = max_series
+        self.pad_across_lengths = pad_across_lengths
+        self._jobs: deque[_Job] = deque()
+        self._queued_series = 0
+        self._running: list[_Job] = []
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def forecast(self, request: ForecastRequest) -> QuantileForecast:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run_forever(), name=f"batcher-{self.model}")
+        job = _Job(request, loop.create_future(), loop.time())
+        self._jobs.append(job)
+        self._queued_series += job.series
+        self._arrived.set()
+        return await job.future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        stopped = ModelError("the model server is shutting down; retry on another server")
+        for job in [*self._running, *self._jobs]:
+            if not job.future.done():
+                job.future.set_exception(stopped)
+        self._jobs.clear()
+
+    async def _run_forever(self) -> None:
+        while True:
+            while not self._jobs:
+                self._arrived.clear()
+                await self._arrived.wait()
+            await self._wait_for_company()
+            self._running = self._take()
+            try:
+                for group in self._groups(self._running):
+                    await self._run(group)
+            finally:
+                self._running = []
+
+    async def _wait_for_company(self) -> None:
+        loop = asyncio.get_running_loop()
+        # The window starts when the oldest job arrived: jobs that queued behind a running
+        # call have already waited.
+        deadline = self._jobs[0].enqueued + self.wait_s
+        while self._queued_series < self.max_series:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Job]:
+        taken: list[_Job] = []
+        series = 0
+        while self._jobs:
+            job = self._jobs[0]
+            if taken and series + job.series > self.max_series:
+                break
+            self._jobs.popleft()
+            self._queued_series -= job.series
+            if job.future.done():  # its client went away
+                continue
+            taken.append(job)
+            series += job.series
+        return taken
+
+    def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
+        groups: dict[tuple[object, ...], list[_Job]] = {}
+        for job in jobs:
+            request = job.request
+            width = None if self.pad_across_lengths else job.steps
+            key = (request.horizon, request.quantiles, request.step_seconds, width)
+            groups.setdefault(key, []).append(job)
+        return list(groups.values())
+
+    async def _run(self, jobs: list[_Job]) -> None:
+        series = sum(job.series for job in jobs)
+        started = time.perf_counter()
+        try:
+            # Padding a large merge is numpy work too: keep it off the event loop.
+            forecast = await asyncio.to_thread(lambda: self._forecast(_merge(jobs)))
+        except ModelError as exc:
+            # The model or its settings, shared by every job of the group: all fail alike.
+            _fail(jobs, exc)
+            return
+        except Exception as exc:
+            if len(jobs) == 1:
+                _fail(jobs, exc)
+                return
+            # Maybe one request's data trips the model: isolate it instead of failing all.
+            log.warning("merged batch failed; running its requests one by one",
+                        extra={"model": self.model, "requests": len(jobs), "error": repr(exc)})
+            for job in jobs:
+                await self._run([job])
+            return
+        self._metrics.observe_batch(self.model, len(jobs), series, time.perf_counter() - started)
+        row = 0
+        for job in jobs:
+            values = forecast.values[row:row + job.series]
+            row += job.series
+            if not job.future.done():
+                job.future.set_result(QuantileForecast(forecast.quantiles, values))
+
+
+def _merge(jobs: list[_Job]) -> ForecastRequest:
+    if len(jobs) == 1:
+        return jobs[0].request
+    width = max(job.steps for job in jobs)
+    context = np.full((sum(job.series for job in jobs), width), np.nan)
+    row = 0
+    for job in jobs:
+        context[row:row + job.series, width - job.steps:] = job.request.context
+        row += job.series
+    first = jobs[0].request
+    return ForecastRequest(context, first.horizon, first.quantiles, first.step_seconds)
+
+
+def _fail(jobs: list[_Job], exc: BaseException) -> None:
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(exc)
+
+
+# --- the application -----------------------------------------------------------------------
+
+
+class ModelServer:
+    """State of one server: the engine, its batchers, readiness and metrics."""
+
+    def __init__(self, config: AppConfig, engine: LocalModelEngine) -> None:
+        self.settings = config.model_server
+        self.engine = engine
+        self.metrics = Metrics(engine.models)
+        self.limit_bytes = int(self.settings.max_request_mb * 1024 * 1024)
+        self.loading: list[str] = list(dict.fromkeys(self.settings.preload))
+        self.load_error: str | None = None
+        self._batchers: dict[str, ModelBatcher] = {}
+
+    async def preload(self) -> None:
+        for name in list(self.loading):
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self.engine.get, name)
+            except ModelError as exc:
+                self.load_error = f"model_server.preload: {exc}"
+                log.error("model preload failed", extra={"model": name, "error": str(exc)})
+                return
+            except Exception as exc:
+                self.load_error = f"model {name!r} failed to load: {type(exc).__name__}: {exc}"
+                log.exception("model preload failed", extra={"model": name})
+                return
+            self.loading.remove(name)
+            log.info("model ready", extra={"model": name,
+                                           "seconds": round(time.perf_counter() - started, 3)})
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+
+    def batcher(self, name: str) -> ModelBatcher:
+        batcher = self._batchers.get(name)
+        if batcher is None:
+            settings = self.engine.models[name]
+            batcher = ModelBatcher(
+                name,
+                lambda request: self.engine.forecast(name, request),
+                self.metrics,
+                wait_s=self.settings.batch_wait_ms / 1000.0,
+                max_series=self.settings.max_batch_series,
+                pad_across_lengths=settings.backend in PADDING_INVARIANT_BACKENDS,
+            )
+            self._batchers[name] = batcher
+        return batcher
+
+    def models(self) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "backend": s.backend, "device": s.device,
+             "batch_size": s.batch_size, "max_context": s.max_context}
+            for name, s in sorted(self.engine.models.items())
+        ]
+
+    async def forecast(self, name: str, request: Request) -> Response:
+        if name not in self.engine.models:
+            known = ", ".join(sorted(self.engine.models)) or "none"
+            raise ApiError(404, f"unknown model {name!r}; this server has: {known}")
+        media = request.headers.get("content-type", JSON_MEDIA_TYPE).split(";")[0].strip()
+        if media.lower() not in (JSON_MEDIA_TYPE, TENSOR_MEDIA_TYPE):
+            raise ApiError(415, f"Content-Type {media!r} is not supported; send "
+                                f"{JSON_MEDIA_TYPE} or {TENSOR_MEDIA_TYPE}")
+        binary = media.lower() == TENSOR_MEDIA_TYPE
+        body = await self._read_body(request)
+        parse = parse_tensor_body if binary else parse_json_body
+        # Parsing and encoding megabytes of numbers would stall every other request.
+        forecast_request = await asyncio.to_thread(parse, body)
+        self._check_answer_size(forecast_request)
+        try:
+            forecast = await self.batcher(name).forecast(forecast_request)
+        except UnknownModel as exc:
+            raise ApiError(404, str(exc)) from None
+        except ModelError as exc:
+            raise ApiError(422, str(exc)) from None
+        encode = encode_tensor_answer if binary else encode_json_answer
+        content = await asyncio.to_thread(encode, name, forecast)
+        return Response(content, media_type=TENSOR_MEDIA_TYPE if binary else JSON_MEDIA_TYPE)
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit_bytes:
+            raise ApiError(413, self._too_large(f"of {int(declared)} bytes"))
+        body = bytearray()
+        # Content-Length may be absent (chunked) or wrong: count what actually arrives.
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.limit_bytes:
+                raise ApiError(413, self._too_large(f"over {len(body)} bytes"))
+        return bytes(body)
+
+    def _too_large(self, size: str) -> str:
+        return (f"request body {size} is over this server's limit of {self.limit_bytes} bytes "
+                "(model_server.max_request_mb); send fewer series per request")
+
+    def _check_answer_size(self, request: ForecastRequest) -> None:
+        cells = request.context.shape[0] * request.horizon * len(request.quantiles)
+        if cells * 8 > self.limit_bytes:
+            raise ApiError(400, f"the forecast would take {cells * 8} bytes, over this server's "
+                                f"limit of {self.limit_bytes} (model_server.max_request_mb); ask "
+                                "for a shorter horizon, fewer quantiles or fewer series")
+
+
+class BearerAuth:
+    """Refuses requests without the server's bearer token, except on OPEN_PATHS."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        sent = b""
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                sent = value
+        # compare_digest takes as long for a near miss as for a wild guess.
+        if hmac.compare_digest(sent, self._expected):
+            await self.app(scope, receive, send)
+            return
+        reason = "missing" if not sent else "wrong"
+        response = JSONResponse(
+            {"error": f"{reason} bearer token; send Authorization: Bearer <model_server.token>"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
+
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_FORECAST_BODY = {
+    "required": True,
+    "description": "JSON, or the binary framing of the module docstring for large batches: "
+    "uint32 LE header length, UTF-8 JSON header {shape: [n_series, n_steps], dtype: float32|"
+    "float64, horizon, quantiles, step_seconds}, then the little-endian array (NaN = gap).",
+    "content": {
+        JSON_MEDIA_TYPE: {"schema": JsonForecastBody.model_json_schema()},
+        TENSOR_MEDIA_TYPE: _BINARY,
+    },
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorAnswer, "description": "malformed body or a series without values"},
+    401: {"model": ErrorAnswer, "description": "missing or wrong bearer token"},
+    404: {"model": ErrorAnswer, "description": "unknown model; the message lists the known"},
+    413: {"model": ErrorAnswer, "description": "body over model_server.max_request_mb"},
+    415: {"model": ErrorAnswer, "description": "neither JSON nor the binary tensor framing"},
+    422: {"model": ErrorAnswer, "description": "invalid parameters, or quantiles the model "
+          "cannot forecast"},
+    500: {"model": ErrorAnswer, "description": "unexpected failure (see the server log)"},
+}
+
+
+def create_app(config: AppConfig, engine: LocalModelEngine | None = None) -> FastAPI:
+    server = ModelServer(config, engine or LocalModelEngine(config.models))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(server.preload(), name="preload")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await server.close()
+
+    app = FastAPI(
+        title="OpenAnomaly model server",
+        version=__version__,
+        description=__doc__ or "",
+        lifespan=lifespan,
+    )
+    app.state.model_server = server
+    if config.model_server.token is not None:
+        app.add_middleware(BearerAuth, token=config.model_server.token.get_secret_value())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": "; ".join(problems)}, 422)
+
+    @app.get("/healthz", openapi_extra={"security": []})
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", openapi_extra={"security": []}, responses={503: {"model": ErrorAnswer}})
+    async def readyz() -> JSONResponse:
+        if server.load_error:
+            return JSONResponse({"error": server.load_error}, 503)
+        if server.loading:
+            return JSONResponse({"error": f"loading models: {', '.join(server.loading)}"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, list[dict[str, Any]]]:
+        return {"models": server.models()}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(server.metrics.render(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post(
+        "/v1/models/{name}/forecast",
+        summary="Quantile forecasts of a batch of series",
+        openapi_extra={"requestBody": _FORECAST_BODY},
+        responses={200: {"model": JsonForecastAnswer, "content": {TENSOR_MEDIA_TYPE: _BINARY},
+                         "description": "forecast, in the encoding of the request"}, **_ERRORS},
+    )
+    async def forecast(name: str, request: Request) -> Response:
+        status = 500
+        started = time.perf_counter()
+        try:
+            response = await server.forecast(name, request)
+            status = response.status_code
+            return response
+        except ApiError as exc:
+            status = exc.status
+            return exc.response()
+        except Exception:
+            log.exception("forecast failed", extra={"model": name})
+            return ApiError(500, f"forecast with model {name!r} failed unexpectedly; see the "
+                                 "server log").response()
+        finally:
+            # Unknown names are folded into one label so that clients cannot grow the metrics.
+            label = name if name in server.engine.models else "_unknown"
+            server.metrics.requests[(label, str(status))] += 1
+            log.debug("forecast request", extra={
+                "model": name, "status": status,
+                "seconds": round(time.perf_counter() - started, 4)})
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            if config.model_server.token is not None:
+                schema.setdefault("components", {})["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer"}}
+                schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def serve(config: AppConfig, host: str | None = None, port: int | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; in-flight requests finish first."""
+    import uvicorn
+
+    settings = config.model_server
+    host = host or settings.host
+    port = settings.port if port is None else port
+    sock = _listen(host, port)
+    bound_port = sock.getsockname()[1]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_config=None, access_log=False))
+    logging.getLogger("uvicorn.error").addFilter(_drop_color_message)
+    received: list[str] = []
+
+    def note(signum: int, _frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+
+    # uvicorn re-raises the signal that stopped it once it is done; with these handlers in
+    # place that ends in a clean return instead of a KeyboardInterrupt or a signal death.
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    log.info("model server listening", extra={
+        "url": url, "models": ",".join(sorted(config.models)),
+        "auth": settings.token is not None, "batch_wait_ms": settings.batch_wait_ms})
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("model server stopped", extra={"signal": ",".join(received) or "none"})
+
+
+def _drop_color_message(record: logging.LogRecord) -> bool:
+    # uvicorn attaches an ANSI-coloured copy of its messages, which our formatters would
+    # print as one more field on every line.
+    record.__dict__.pop("color_message", None)
+    return True
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigError(
+            f"model_server: cannot listen on {host}:{port}: {exc.strerror or exc}; choose "
+            "another --port or host, or stop the process that holds it"
+        ) from None
