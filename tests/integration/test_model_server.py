@@ -19,7 +19,7 @@ from openanomaly.adapters.models.remote_engine import (
     decode_frame,
     encode_frame,
 )
-from openanomaly.adapters.models.settings import default_models
+from openanomaly.adapters.models.settings import ModelSettings, default_models
 from openanomaly.config import AppConfig
 from openanomaly.domain.errors import ModelError
 from openanomaly.domain.forecast import ForecastRequest
@@ -33,12 +33,13 @@ QUANTILES = [0.1, 0.5, 0.9]
 
 @pytest.fixture(scope="module")
 def engine():
-    return LocalModelEngine(default_models())
+    return LocalModelEngine({**default_models(), "autoets": ModelSettings(backend="autoets")})
 
 
 def server_config(**model_server):
     settings = {"token": TOKEN, "max_request_mb": LIMIT_MB, "batch_wait_ms": 20, **model_server}
-    return AppConfig.model_validate({"model_server": settings})
+    return AppConfig.model_validate({"model_server": settings,
+                                     "models": {"autoets": {"backend": "autoets"}}})
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +164,7 @@ def test_unknown_model_is_404_listing_the_known_ones(client):
     response = client.post("/v1/models/gpt/forecast", headers=AUTH, json=json_body([[1.0] * 9]))
     assert response.status_code == 404
     assert response.json()["error"] == (
-        "unknown model 'gpt'; this server has: fracast, seasonal_naive")
+        "unknown model 'gpt'; this server has: autoets, fracast, seasonal_naive")
 
 
 def test_body_over_the_limit_is_413_by_header_and_by_size(client):
@@ -301,8 +302,9 @@ def metric(text, name, model):
 @pytest.mark.parametrize(("model", "lengths", "merged_batches"), [
     # Fracast forecasts each row from its own observations: every length shares the batch.
     ("fracast", [300, 120, 300, 700], 1),
-    # Seasonal naive picks its season from the padded width: only equal lengths share.
-    ("seasonal_naive", [300, 700, 300, 700], 2),
+    ("seasonal_naive", [300, 120, 300, 700], 1),
+    # Backends not known to be padding-invariant share a batch only at equal lengths.
+    ("autoets", [300, 700, 300, 700], 2),
 ])
 def test_concurrent_requests_share_engine_calls_and_get_their_own_results(
     engine, model, lengths, merged_batches
