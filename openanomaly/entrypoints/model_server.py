@@ -48,10 +48,8 @@ import logging
 import signal
 import socket
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -75,6 +73,8 @@ from openanomaly.config import AppConfig
 from openanomaly.domain.errors import ConfigError, ModelError, UnknownModel
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.series import FloatArray
+from openanomaly.entrypoints.batching import ModelBatcher
+from openanomaly.entrypoints.server_metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,6 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 # The others merge only requests of equal width: their results can move in the last float
 # digits with padding, and a retry must write the same samples as the first run.
 PADDING_INVARIANT_BACKENDS = frozenset({"fracast", "seasonal_naive"})
-_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-_METRIC = "openanomaly_model_server_"
 
 
 class ApiError(Exception):
@@ -215,244 +213,6 @@ def _describe(exc: ValidationError, limit: int = 5) -> str:
     if exc.error_count() > limit:
         parts.append(f"and {exc.error_count() - limit} more problem(s)")
     return "; ".join(parts)
-
-
-# --- self-monitoring -----------------------------------------------------------------------
-
-
-@dataclass
-class _Histogram:
-    cumulative: list[int] = field(default_factory=lambda: [0] * len(_SECONDS_BUCKETS))
-    total: float = 0.0
-    count: int = 0
-
-    def observe(self, value: float) -> None:
-        for index, bound in enumerate(_SECONDS_BUCKETS):
-            if value <= bound:
-                self.cumulative[index] += 1
-        self.total += value
-        self.count += 1
-
-
-class Metrics:
-    """Counters of the server; only the event loop thread updates them, so no lock."""
-
-    def __init__(self, models: Iterable[str]) -> None:
-        self.requests: Counter[tuple[str, str]] = Counter()
-        self.batches: Counter[str] = Counter({name: 0 for name in models})
-        self.batched_requests: Counter[str] = Counter({name: 0 for name in self.batches})
-        self.series: Counter[str] = Counter({name: 0 for name in self.batches})
-        self.seconds: dict[str, _Histogram] = {name: _Histogram() for name in self.batches}
-
-    def observe_batch(self, model: str, requests: int, series: int, seconds: float) -> None:
-        self.batches[model] += 1
-        self.batched_requests[model] += requests
-        self.series[model] += series
-        self.seconds.setdefault(model, _Histogram()).observe(seconds)
-
-    def render(self) -> str:
-        lines: list[str] = []
-
-        def family(name: str, kind: str, help_text: str) -> None:
-            lines.extend((f"# HELP {_METRIC}{name} {help_text}", f"# TYPE {_METRIC}{name} {kind}"))
-
-        family("requests_total", "counter", "Forecast requests by model and HTTP status.")
-        for (model, status), value in sorted(self.requests.items()):
-            lines.append(f"{_METRIC}requests_total{_labels(model=model, status=status)} {value}")
-        for name, counter, help_text in (
-            ("batches_total", self.batches, "Engine calls, each serving one or more requests."),
-            ("batched_requests_total", self.batched_requests,
-             "Requests forecast through a batch (over batches_total: requests per call)."),
-            ("series_total", self.series, "Series forecast."),
-        ):
-            family(name, "counter", help_text)
-            for model, value in sorted(counter.items()):
-                lines.append(f"{_METRIC}{name}{_labels(model=model)} {value}")
-        family("forecast_seconds", "histogram", "Seconds per engine call (one batch).")
-        for model, histogram in sorted(self.seconds.items()):
-            for bound, value in zip(_SECONDS_BUCKETS, histogram.cumulative, strict=True):
-                labels = _labels(model=model, le=f"{bound:g}")
-                lines.append(f"{_METRIC}forecast_seconds_bucket{labels} {value}")
-            labels = _labels(model=model, le="+Inf")
-            lines.append(f"{_METRIC}forecast_seconds_bucket{labels} {histogram.count}")
-            lines.append(f"{_METRIC}forecast_seconds_sum{_labels(model=model)} {histogram.total!r}")
-            lines.append(f"{_METRIC}forecast_seconds_count{_labels(model=model)} {histogram.count}")
-        return "\n".join(lines) + "\n"
-
-
-def _labels(**labels: str) -> str:
-    def escape(value: str) -> str:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-    return "{" + ",".join(f'{key}="{escape(value)}"' for key, value in labels.items()) + "}"
-
-
-# --- dynamic batching ----------------------------------------------------------------------
-
-
-@dataclass
-class _Job:
-    request: ForecastRequest
-    future: asyncio.Future[QuantileForecast]
-    enqueued: float
-
-    @property
-    def series(self) -> int:
-        return int(self.request.context.shape[0])
-
-    @property
-    def steps(self) -> int:
-        return int(self.request.context.shape[1])
-
-
-class ModelBatcher:
-    """Merges concurrent requests for one model into shared engine calls, one call at a time.
-
-    One call at a time per model keeps a GPU's memory to one batch; requests that arrive
-    while a call runs gather for the next one.
-    """
-
-    def __init__(
-        self,
-        model: str,
-        forecast: Callable[[ForecastRequest], QuantileForecast],
-        metrics: Metrics,
-        wait_s: float,
-        max_series: int,
-        pad_across_lengths: bool,
-    ) -> None:
-        self.model = model
-        self._forecast = forecast
-        self._metrics = metrics
-        self.wait_s = wait_s
-        self.max_series = max_series
-        self.pad_across_lengths = pad_across_lengths
-        self._jobs: deque[_Job] = deque()
-        self._queued_series = 0
-        self._running: list[_Job] = []
-        self._arrived = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def forecast(self, request: ForecastRequest) -> QuantileForecast:
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run_forever(), name=f"batcher-{self.model}")
-        job = _Job(request, loop.create_future(), loop.time())
-        self._jobs.append(job)
-        self._queued_series += job.series
-        self._arrived.set()
-        return await job.future
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        stopped = ModelError("the model server is shutting down; retry on another server")
-        for job in [*self._running, *self._jobs]:
-            if not job.future.done():
-                job.future.set_exception(stopped)
-        self._jobs.clear()
-
-    async def _run_forever(self) -> None:
-        while True:
-            while not self._jobs:
-                self._arrived.clear()
-                await self._arrived.wait()
-            await self._wait_for_company()
-            self._running = self._take()
-            try:
-                for group in self._groups(self._running):
-                    await self._run(group)
-            finally:
-                self._running = []
-
-    async def _wait_for_company(self) -> None:
-        loop = asyncio.get_running_loop()
-        # The window starts when the oldest job arrived: jobs that queued behind a running
-        # call have already waited.
-        deadline = self._jobs[0].enqueued + self.wait_s
-        while self._queued_series < self.max_series:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._arrived.wait()
-            except TimeoutError:
-                return
-
-    def _take(self) -> list[_Job]:
-        taken: list[_Job] = []
-        series = 0
-        while self._jobs:
-            job = self._jobs[0]
-            if taken and series + job.series > self.max_series:
-                break
-            self._jobs.popleft()
-            self._queued_series -= job.series
-            if job.future.done():  # its client went away
-                continue
-            taken.append(job)
-            series += job.series
-        return taken
-
-    def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
-        groups: dict[tuple[object, ...], list[_Job]] = {}
-        for job in jobs:
-            request = job.request
-            width = None if self.pad_across_lengths else job.steps
-            key = (request.horizon, request.quantiles, request.step_seconds, width)
-            groups.setdefault(key, []).append(job)
-        return list(groups.values())
-
-    async def _run(self, jobs: list[_Job]) -> None:
-        series = sum(job.series for job in jobs)
-        started = time.perf_counter()
-        try:
-            # Padding a large merge is numpy work too: keep it off the event loop.
-            forecast = await asyncio.to_thread(lambda: self._forecast(_merge(jobs)))
-        except ModelError as exc:
-            # The model or its settings, shared by every job of the group: all fail alike.
-            _fail(jobs, exc)
-            return
-        except Exception as exc:
-            if len(jobs) == 1:
-                _fail(jobs, exc)
-                return
-            # Maybe one request's data trips the model: isolate it instead of failing all.
-            log.warning("merged batch failed; running its requests one by one",
-                        extra={"model": self.model, "requests": len(jobs), "error": repr(exc)})
-            for job in jobs:
-                await self._run([job])
-            return
-        self._metrics.observe_batch(self.model, len(jobs), series, time.perf_counter() - started)
-        row = 0
-        for job in jobs:
-            values = forecast.values[row:row + job.series]
-            row += job.series
-            if not job.future.done():
-                job.future.set_result(QuantileForecast(forecast.quantiles, values))
-
-
-def _merge(jobs: list[_Job]) -> ForecastRequest:
-    if len(jobs) == 1:
-        return jobs[0].request
-    width = max(job.steps for job in jobs)
-    context = np.full((sum(job.series for job in jobs), width), np.nan)
-    row = 0
-    for job in jobs:
-        context[row:row + job.series, width - job.steps:] = job.request.context
-        row += job.series
-    first = jobs[0].request
-    return ForecastRequest(context, first.horizon, first.quantiles, first.step_seconds)
-
-
-def _fail(jobs: list[_Job], exc: BaseException) -> None:
-    for job in jobs:
-        if not job.future.done():
-            job.future.set_exception(exc)
 
 
 # --- the application -----------------------------------------------------------------------
