@@ -54,6 +54,11 @@ class ModelSettings(BaseModel):
             raise ValueError("members only applies to backend: ensemble")
         if self.backend == "remote" and not self.url:
             raise ValueError("backend: remote needs url (the model server's base URL)")
+        if self.dtype != "float32" and self.backend != "chronos":
+            raise ValueError(
+                f"dtype {self.dtype} is supported by the chronos backend only; "
+                f"{self.backend} runs in float32"
+            )
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
         return self
