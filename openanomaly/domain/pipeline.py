@@ -130,8 +130,11 @@ class PipelineSpec(_Strict):
         schedule = Schedule.parse(self.schedule, self.timezone)
         window = self.check_window
         if window is None:
-            if schedule.interval_seconds is None and self.mode != Mode.forecast:
-                raise ValueError("a cron schedule needs check_window (the span each run scores)")
+            if schedule.interval_seconds is None:
+                raise ValueError(
+                    "a cron schedule needs check_window (the span each run scores, and the "
+                    "stretch of forecast each run writes ahead)"
+                )
             window = schedule.interval_seconds
             object.__setattr__(self, "check_window", window)
         for field, value in (("context", self.context), ("horizon", self.horizon),

@@ -13,6 +13,8 @@ from openanomaly.services.runs import RunResult, check_slots, fetch, summarise, 
 
 log = logging.getLogger(__name__)
 
+ROWS_PER_REQUEST = 2048
+
 Progress = Callable[[int, int], None]
 """Called with (slots done, slots in all) after each chunk."""
 
@@ -49,8 +51,10 @@ def backfill(
                                                        "query": spec.query})
         return result
     base = int(batch.timestamps_ms[0])
-    for first in range(0, len(slots), slots_per_request):
-        chunk = slots[first:first + slots_per_request]
+    # Bound the rows of one model request, so many series do not multiply into gigabytes.
+    per_request = max(1, min(slots_per_request, ROWS_PER_REQUEST // batch.n_series))
+    for first in range(0, len(slots), per_request):
+        chunk = slots[first:first + per_request]
         checked = check_slots(spec, engine, batch, [(slot - base) // step for slot in chunk])
         summarise(result, checked, batch, spec)
         write(spec, tsdb, checked.series, result)
