@@ -1,0 +1,36 @@
+import numpy as np
+
+from openanomaly.adapters.models.local_engine import LocalModelEngine
+from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.domain.pipeline import ScoringSpec
+from openanomaly.services.nab_benchmark import ReplayInput, replay_file
+
+ENGINE = LocalModelEngine({"naive": ModelSettings(backend="seasonal_naive", season="4h")})
+
+
+def signal(n=1200, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 10 + 3 * np.sin(2 * np.pi * t / 48) + rng.normal(0, 0.2, n)
+
+
+def run(values):
+    item = ReplayInput("f.csv", values, ((900, 930),))
+    return replay_file(item, ScoringSpec(), ENGINE, "naive", horizon=24, context=400)
+
+
+def test_probation_rows_are_unscored_and_every_later_row_scored():
+    replayed = run(signal())
+    scores = replayed.labelled.scores
+    assert np.isnan(scores[:180]).all()  # 15% of 1200 rows
+    assert np.isfinite(scores[180:]).all()
+    assert replayed.labelled.windows == ((900, 930),)
+
+
+def test_replay_is_causal_a_row_never_sees_its_own_block_or_later():
+    base = signal()
+    changed = base.copy()
+    changed[1000:] += 50  # a shift at row 1000, inside the block starting at 996
+    before, after = run(base).labelled.scores, run(changed).labelled.scores
+    np.testing.assert_array_equal(before[:996], after[:996])
+    assert after[1000] > 10 and np.all(after[996:1000] == before[996:1000])
