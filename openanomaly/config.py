@@ -31,6 +31,12 @@ class _Section(BaseModel):
 class SchedulerSettings(_Section):
     kind: Literal["embedded", "celery"] = "embedded"
     max_workers: int = Field(default=2, ge=1, description="embedded: pipelines run at once")
+    task_soft_time_limit: float = Field(
+        default=300.0, gt=0, description="celery: seconds before a task is asked to stop"
+    )
+    task_time_limit: float = Field(
+        default=360.0, gt=0, description="celery: seconds before a task's process is killed"
+    )
 
 
 class RedisSettings(_Section):

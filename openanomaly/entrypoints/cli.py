@@ -260,6 +260,61 @@ def bench_models(ctx: click.Context, names: str, batch: str, context: str, horiz
               _ints(context), horizon, device, repeat, config, out)
 
 
+@cli.command()
+@click.option("--concurrency", type=click.IntRange(1), default=None,
+              help="Worker processes (default: the number of CPUs).")
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+              case_sensitive=False), default=None, help="Overrides logging.level of the config.")
+@click.pass_context
+@_friendly_errors
+def worker(ctx: click.Context, concurrency: int | None, loglevel: str | None) -> None:
+    """Run a Celery worker that executes scheduled pipeline runs from Redis.
+
+    Uses redis.url of the config as broker. Stops after the running tasks on SIGTERM.
+    """
+    from openanomaly.entrypoints.celery_app import start_worker
+
+    config = _config(ctx)
+    level = (loglevel or ctx.obj.get("log_level") or config.logging.level).upper()
+    start_worker(config, concurrency=concurrency, loglevel=level)
+
+
+@bench.command("nab")
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="A NAB folder holding data/ and labels/combined_windows.json.")
+@click.option("--pipeline-options", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="YAML with the pipeline's scoring options (default: defaults).")
+@click.option("--model", default="fracast", show_default=True)
+@click.option("--horizon", default=48, show_default=True, type=click.IntRange(1),
+              help="Rows forecast at once before the replay advances.")
+@click.option("--context", default=2048, show_default=True, type=click.IntRange(8))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("nab-results.json"),
+              show_default=True)
+@click.pass_context
+@_friendly_errors
+def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, model: str,
+              horizon: int, context: int, out: Path) -> None:
+    """NAB score of the production scoring: NAB's tuned threshold and the deployable one.
+
+    Replays each labelled file causally (forecast HORIZON rows from the CONTEXT rows before
+    them, score, advance) and prints the standard, low-FP and low-FN scores, then hits,
+    misses and false alarms per file.
+    """
+    from openanomaly.adapters.models.settings import default_models
+    from openanomaly.entrypoints.nab_report import load_scoring, run_nab
+
+    path = ctx.obj["config_path"]
+    models = _config(ctx).models if Path(path).exists() else default_models()
+    setup_logging("WARNING")
+    if model not in models:
+        raise click.BadParameter(f"unknown model {model!r}; known: {', '.join(sorted(models))}")
+    run_nab(data, model, models, load_scoring(pipeline_options), horizon, context, out,
+            click.echo)
+
+
+cli.add_command(bench, name="benchmark")
+
+
 def _selector(labels: dict[str, str]) -> str:
     name = labels.get("__name__", "")
     rest = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")

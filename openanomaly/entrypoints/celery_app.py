@@ -1,0 +1,264 @@
+"""The Celery app: workers run each pipeline's scheduled slots from a Redis queue.
+
+``celery -A openanomaly.entrypoints.celery_app worker`` reads the configuration named by
+OPENANOMALY_CONFIG_FILE when Celery first needs it; ``openanomaly worker`` hands over the
+configuration it already loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import ssl
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import redis
+from celery import Celery, Task, signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.bootstrap import App, build_app
+from openanomaly.config import AppConfig, RedisSettings, load_config
+from openanomaly.domain.errors import (
+    ConfigError,
+    ModelError,
+    PipelineError,
+    QueryRejected,
+    TSDBError,
+    UnknownModel,
+    UnknownPipeline,
+    WriteRejected,
+)
+from openanomaly.domain.pipeline import Mode
+from openanomaly.domain.timeutil import align_down
+from openanomaly.entrypoints.logging_setup import setup_logging
+from openanomaly.services import runs
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (TSDBError, ModelError)
+# Failures of these kinds repeat identically on every retry: fix the pipeline instead.
+FINAL = (ConfigError, PipelineError, QueryRejected, WriteRejected, UnknownModel,
+         SoftTimeLimitExceeded)
+MAX_RETRIES = 5
+RETRY_BACKOFF_MAX_S = 300
+# A claim outlives the hard time limit by this much, so a live task never loses its slot
+# while a killed one frees it soon after.
+CLAIM_MARGIN_S = 60
+
+_config: AppConfig | None = None
+
+
+def use_config(config: AppConfig) -> None:
+    """Use an already loaded configuration instead of reading OPENANOMALY_CONFIG_FILE."""
+    global _config
+    _config = config
+
+
+def current_config() -> AppConfig:
+    global _config
+    if _config is None:
+        _config = load_config()
+    return _config
+
+
+def redis_url(settings: RedisSettings) -> str:
+    """The Redis URL with the password (kept out of the YAML URL) put into it."""
+    parts = urlsplit(settings.url)
+    scheme = "rediss" if settings.tls_ca_file and parts.scheme == "redis" else parts.scheme
+    netloc = parts.netloc
+    if settings.password is not None:
+        host = netloc.rsplit("@", 1)[-1]
+        user = parts.username or ""
+        secret = quote(settings.password.get_secret_value(), safe="")
+        netloc = f"{quote(user, safe='')}:{secret}@{host}"
+    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _tls(settings: RedisSettings) -> dict[str, Any] | None:
+    if not settings.tls_ca_file:
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": settings.tls_ca_file}
+
+
+def redis_client(settings: RedisSettings) -> redis.Redis:
+    url = redis_url(settings)
+    if url.startswith("rediss:") and settings.tls_ca_file:
+        return redis.Redis.from_url(url, ssl_ca_certs=settings.tls_ca_file)
+    return redis.Redis.from_url(url)
+
+
+def celery_settings(config: AppConfig) -> dict[str, Any]:
+    url = redis_url(config.redis)
+    scheduler = config.scheduler
+    tls = _tls(config.redis)
+    settings: dict[str, Any] = {
+        "broker_url": url,
+        "result_backend": url,
+        "redbeat_redis_url": url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # A task is acknowledged only once it ran, and given back if its process dies, so
+        # a killed worker's slot is redelivered instead of lost.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Each process holds one task at a time; others stay on the queue for idle workers.
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": scheduler.task_soft_time_limit,
+        "task_time_limit": scheduler.task_time_limit,
+        # Redis redelivers an unacknowledged task after the visibility timeout. It must
+        # exceed the longest a task may hold its message (the hard limit, or a retry's
+        # countdown) or a running task would be handed to a second worker.
+        "broker_transport_options": {
+            "visibility_timeout": int(scheduler.task_time_limit + RETRY_BACKOFF_MAX_S + 300),
+        },
+        "broker_connection_retry_on_startup": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "result_expires": 86_400,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+    if tls is not None:
+        settings.update(broker_use_ssl=tls, redis_backend_use_ssl=tls,
+                        redbeat_redis_use_ssl=tls)
+    return settings
+
+
+app = Celery("openanomaly")
+# Evaluated when Celery first reads its configuration, so importing this module needs no
+# config file (tests, `openanomaly worker` calling use_config first).
+app.add_defaults(lambda: celery_settings(current_config()))
+
+
+def _setup_logging(loglevel: str | int | None = None, **_: Any) -> None:
+    # Connecting this stops Celery from installing its own handlers: one log format.
+    config = current_config()
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+    setup_logging(str(level or config.logging.level).upper(), config.logging.format)
+
+
+signals.setup_logging.connect(_setup_logging, weak=False)
+
+
+@dataclass
+class _Runtime:
+    pid: int
+    app: App
+    ledger: SlotLedger
+
+
+_runtime: _Runtime | None = None
+
+
+def runtime() -> _Runtime:
+    """The App and ledger of this process, built on first use; prefork children each
+    build their own (HTTP clients and models are not shared across fork)."""
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        config = current_config()
+        _runtime = _Runtime(os.getpid(), build_app(config),
+                            SlotLedger(redis_client(config.redis)))
+    return _runtime
+
+
+def _claim_ttl_ms() -> int:
+    return int((current_config().scheduler.task_time_limit + CLAIM_MARGIN_S) * 1000)
+
+
+def execute(task: Task, pipeline: str, at_ms: int, mode: Mode | None) -> dict[str, Any]:
+    """Run one slot of one pipeline unless it is done, claimed elsewhere or unknown."""
+    rt = runtime()
+    task_id = str(task.request.id)
+    try:
+        spec = rt.app.store.get_pipeline(pipeline)
+    except UnknownPipeline:
+        # A task queued before the pipeline was removed: retrying can never succeed.
+        log.warning("unknown pipeline; stale task dropped",
+                    extra={"pipeline": pipeline, "at": at_ms, "task_id": task_id})
+        return {"status": "dropped", "pipeline": pipeline, "at_ms": at_ms}
+    slot = align_down(int(at_ms), spec.step_ms)
+    # Tasks of another mode than the pipeline's own keep their own bookkeeping.
+    key = spec.name if mode is None or mode == spec.mode else f"{spec.name}/{mode}"
+    fields = {"pipeline": spec.name, "slot": slot, "task_id": task_id,
+              "mode": str(mode or spec.mode)}
+    if rt.ledger.done(key, slot):
+        log.info("slot already done; skipped", extra=fields)
+        return {"status": "skipped", "reason": "done", "pipeline": spec.name, "at_ms": slot}
+    if not rt.ledger.claim(key, slot, task_id, _claim_ttl_ms()):
+        owner = rt.ledger.claimed_by(key, slot)
+        # The same task id is this task redelivered after its worker died: take over.
+        if owner != task_id:
+            log.info("slot being run by another worker; skipped",
+                     extra={**fields, "owner": owner})
+            return {"status": "skipped", "reason": "claimed", "pipeline": spec.name,
+                    "at_ms": slot}
+    completed = False
+    try:
+        result = runs.run_pipeline(spec, slot, rt.app.tsdb, rt.app.engine, mode)
+        rt.ledger.complete(key, slot, task_id)
+        completed = True
+    except FINAL as exc:
+        rt.ledger.record_error(key, slot, exc)
+        log.error("run failed; not retried", extra={
+            **fields, "error": str(exc), "kind": type(exc).__name__})
+        raise
+    except RETRYABLE as exc:
+        rt.ledger.record_error(key, slot, exc)
+        log.warning("run failed; will retry", extra={
+            **fields, "error": str(exc), "kind": type(exc).__name__,
+            "retries": task.request.retries, "max_retries": MAX_RETRIES})
+        raise
+    finally:
+        if not completed:
+            rt.ledger.release(key, slot, task_id)
+    output = asdict(result)
+    if isinstance(output["max_score"], float) and math.isnan(output["max_score"]):
+        output["max_score"] = None
+    return output
+
+
+_TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "autoretry_for": RETRYABLE,
+    "dont_autoretry_for": FINAL,
+    "retry_backoff": True,
+    "retry_backoff_max": RETRY_BACKOFF_MAX_S,
+    "retry_jitter": True,
+    "max_retries": MAX_RETRIES,
+}
+
+
+def _run_anomaly_check(self: Task, pipeline: str, at_ms: int) -> dict[str, Any]:
+    return execute(self, pipeline, at_ms, Mode.anomaly)
+
+
+def _run_forecast(self: Task, pipeline: str, at_ms: int) -> dict[str, Any]:
+    return execute(self, pipeline, at_ms, Mode.forecast)
+
+
+def _run_pipeline(self: Task, pipeline: str, at_ms: int) -> dict[str, Any]:
+    return execute(self, pipeline, at_ms, None)
+
+
+# Registered by call, not decorator syntax: Celery's decorators are untyped.
+run_anomaly_check = app.task(name="openanomaly.run_anomaly_check", **_TASK_OPTIONS)(
+    _run_anomaly_check)
+run_forecast = app.task(name="openanomaly.run_forecast", **_TASK_OPTIONS)(_run_forecast)
+run_pipeline = app.task(name="openanomaly.run_pipeline", **_TASK_OPTIONS)(_run_pipeline)
+
+
+def start_worker(config: AppConfig, concurrency: int | None, loglevel: str) -> None:
+    """Run a worker in this process until SIGTERM (warm shutdown) or SIGINT."""
+    use_config(config)
+    argv = ["worker", f"--loglevel={loglevel}", f"--hostname=openanomaly@{socket.gethostname()}"]
+    if concurrency is not None:
+        argv.append(f"--concurrency={concurrency}")
+    log.info("worker starting", extra={"concurrency": concurrency,
+                                       "broker": redis_url(config.redis.model_copy(
+                                           update={"password": None}))})
+    app.worker_main(argv)

@@ -1,0 +1,60 @@
+"""`openanomaly benchmark nab` as a process, on a small corpus in NAB's layout."""
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+
+def write_corpus(root):
+    (root / "data" / "synthetic").mkdir(parents=True)
+    (root / "labels").mkdir()
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    windows = {}
+    rng = np.random.default_rng(0)
+    for name, spike in (("with_spike.csv", 1500), ("clean.csv", None)):
+        t = np.arange(2000)
+        values = 50 + 10 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 1, t.size)
+        stamps = [start + timedelta(minutes=5 * int(i)) for i in t]
+        if spike is not None:
+            values[spike:spike + 3] += 80
+            first, last = stamps[spike - 10], stamps[spike + 10]
+            windows[f"synthetic/{name}"] = [[f"{first:%Y-%m-%d %H:%M:%S}.000000",
+                                             f"{last:%Y-%m-%d %H:%M:%S}.000000"]]
+        else:
+            windows[f"synthetic/{name}"] = []
+        lines = ["timestamp,value"] + [f"{s:%Y-%m-%d %H:%M:%S},{v:.4f}"
+                                       for s, v in zip(stamps, values, strict=True)]
+        (root / "data" / "synthetic" / name).write_text("\n".join(lines) + "\n")
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+
+
+def test_benchmark_nab_prints_both_operating_points_and_writes_json(tmp_path):
+    write_corpus(tmp_path / "nab")
+    options = tmp_path / "options.yaml"
+    options.write_text("scoring:\n  noise_floor: 4\n")
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(tmp_path / "none"),
+         "benchmark", "nab", "--data", str(tmp_path / "nab"), "--model", "seasonal_naive",
+         "--pipeline-options", str(options), "--out", str(out)],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for profile in ("standard", "reward_low_FP_rate", "reward_low_FN_rate"):
+        assert profile in done.stdout
+    assert "synthetic/with_spike.csv" in done.stdout
+    results = json.loads(out.read_text())
+    standard = results["results"][0]
+    assert standard["profile"] == "standard"
+    assert standard["score"] > 50  # the spike is caught early by the tuned threshold
+    spike_file = next(f for f in standard["files"] if f["name"] == "synthetic/with_spike.csv")
+    assert spike_file["hits"] == 1
+
+
+def test_benchmark_nab_on_a_folder_without_labels_is_a_clear_error(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(tmp_path / "none"),
+         "benchmark", "nab", "--data", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "combined_windows.json" in done.stderr
