@@ -37,6 +37,17 @@ class SchedulerSettings(_Section):
     task_time_limit: float = Field(
         default=360.0, gt=0, description="celery: seconds before a task's process is killed"
     )
+    catch_up_horizon: float = Field(
+        default=3600.0, gt=0,
+        description="celery: seconds back that missed slots are still run; older ones are counted"
+    )
+    reconcile_interval: float = Field(
+        default=30.0, gt=0, description="celery beat: seconds between syncs of the schedule"
+    )
+    lock_timeout: float = Field(
+        default=30.0, gt=0,
+        description="celery beat: seconds before a standby takes over from a silent leader"
+    )
 
 
 class RedisSettings(_Section):

@@ -12,6 +12,8 @@ import math
 import os
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -33,7 +35,8 @@ from openanomaly.domain.errors import (
     UnknownPipeline,
     WriteRejected,
 )
-from openanomaly.domain.pipeline import Mode
+from openanomaly.domain.pipeline import Mode, PipelineSpec
+from openanomaly.domain.slots import CatchUp, plan_catch_up
 from openanomaly.domain.timeutil import align_down
 from openanomaly.entrypoints.logging_setup import setup_logging
 from openanomaly.services import runs
@@ -100,6 +103,8 @@ def celery_settings(config: AppConfig) -> dict[str, Any]:
         "broker_url": url,
         "result_backend": url,
         "redbeat_redis_url": url,
+        # A standby beat takes over once the leader stopped renewing its lock this long.
+        "redbeat_lock_timeout": int(scheduler.lock_timeout),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -262,3 +267,60 @@ def start_worker(config: AppConfig, concurrency: int | None, loglevel: str) -> N
                                        "broker": redis_url(config.redis.model_copy(
                                            update={"password": None}))})
     app.worker_main(argv)
+
+
+# --- dispatch: beat fires this on each pipeline's schedule --------------------------------
+# A RedBeat entry can only send fixed arguments, so the slot times are worked out here, from
+# the ledger: every slot since the last completed one, within the catch-up horizon. A beat
+# failover gap or a stretch without workers is then caught up by the next dispatch.
+
+SendRun = Callable[[str, int, float], object]
+"""Queues one run: pipeline, slot (ms) and countdown (s)."""
+
+
+def _send_run(pipeline: str, slot_ms: int, countdown: float) -> object:
+    return run_pipeline.apply_async(args=[pipeline, slot_ms], countdown=countdown or None)
+
+
+def dispatch_due_slots(
+    spec: PipelineSpec, ledger: SlotLedger, now_ms: int, horizon_ms: int,
+    send: SendRun = _send_run,
+) -> CatchUp:
+    """Send run_pipeline for each slot due since the last completed one, oldest first."""
+    plan = plan_catch_up(spec.schedule_spec, ledger.last_completed(spec.name), now_ms,
+                         horizon_ms)
+    fields = {"pipeline": spec.name, "now": now_ms}
+    if plan.skipped:
+        # Too old to be worth running: counted so an operator sees how much was lost.
+        ledger.client.incrby(f"{ledger.prefix}:slots:{spec.name}:skipped", plan.skipped)
+        log.warning("missed slots beyond the catch-up horizon; not run",
+                    extra={**fields, "skipped": plan.skipped, "horizon_ms": horizon_ms})
+    for slot in plan.slots:
+        # Only the newest slot can still be waiting for its data to arrive; older ones
+        # are past their delay already.
+        newest = slot == plan.slots[-1]
+        countdown = max(0, slot + spec.delay_ms - now_ms) / 1000 if newest else 0.0
+        send(spec.name, slot, countdown)
+    if len(plan.slots) > 1:
+        log.info("catching up missed slots", extra={
+            **fields, "slots": len(plan.slots), "oldest": plan.slots[0]})
+    return plan
+
+
+def _dispatch(self: Task, pipeline: str) -> dict[str, Any]:
+    rt = runtime()
+    try:
+        spec = rt.app.store.get_pipeline(pipeline)
+    except UnknownPipeline:
+        # The entry outlived its pipeline until the next reconcile removes it.
+        log.warning("unknown pipeline; dispatch dropped",
+                    extra={"pipeline": pipeline, "task_id": str(self.request.id)})
+        return {"status": "dropped", "pipeline": pipeline}
+    horizon_ms = int(current_config().scheduler.catch_up_horizon * 1000)
+    plan = dispatch_due_slots(spec, rt.ledger, int(time.time() * 1000), horizon_ms)
+    return {"status": "ok", "pipeline": pipeline, "slots": plan.slots,
+            "skipped": plan.skipped}
+
+
+# Not retried: the next firing plans again from the ledger, so nothing is lost.
+dispatch = app.task(name="openanomaly.dispatch", bind=True)(_dispatch)

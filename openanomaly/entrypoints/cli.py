@@ -315,6 +315,58 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
 cli.add_command(bench, name="benchmark")
 
 
+@cli.command()
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+              case_sensitive=False), default=None, help="Overrides logging.level of the config.")
+@click.pass_context
+@_friendly_errors
+def beat(ctx: click.Context, loglevel: str | None) -> None:
+    """Run Celery beat with RedBeat: put each enabled pipeline's runs on the Redis queue.
+
+    Run two or more for high availability: one leader holds a Redis lock, the others wait
+    and take over after scheduler.lock_timeout. Pipelines are synced into RedBeat at start
+    and every scheduler.reconcile_interval seconds. Stops on SIGTERM.
+    """
+    import threading
+
+    import redis
+
+    from openanomaly.adapters.scheduler.redbeat_sync import RedBeatReconciler
+    from openanomaly.entrypoints.celery_app import app as celery_app
+    from openanomaly.entrypoints.celery_app import use_config
+
+    config = _config(ctx)
+    level = (loglevel or ctx.obj.get("log_level") or config.logging.level).upper()
+    use_config(config)
+    reconciler = RedBeatReconciler(celery_app, build_app(config).store)
+    reconciler.reconcile()
+    stopped = threading.Event()
+
+    def keep_in_sync() -> None:
+        interval = config.scheduler.reconcile_interval
+        while not stopped.wait(interval):
+            try:
+                reconciler.reconcile()
+            # A Redis blip or a bad store edit must not end the sync; the next try may work.
+            except (redis.RedisError, OpenAnomalyError) as exc:
+                logging.getLogger(__name__).warning(
+                    "beat schedule reconcile failed; retried next interval",
+                    extra={"error": str(exc), "kind": type(exc).__name__})
+
+    syncer = threading.Thread(target=keep_in_sync, name="redbeat-reconcile", daemon=True)
+    syncer.start()
+    try:
+        # Beat must renew the lock well within its timeout, so it never sleeps longer.
+        celery_app.Beat(scheduler="redbeat.RedBeatScheduler", loglevel=level,
+                        max_interval=max(1, int(config.scheduler.lock_timeout / 3))).run()
+    except SystemExit:
+        # Celery's SIGTERM handler ends beat with SystemExit after saving the schedule.
+        pass
+    finally:
+        stopped.set()
+        syncer.join(timeout=5)
+
+
 def _selector(labels: dict[str, str]) -> str:
     name = labels.get("__name__", "")
     rest = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
