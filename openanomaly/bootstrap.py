@@ -43,12 +43,16 @@ class App:
             close()
 
 
+def build_store(config: AppConfig) -> ConfigStore:
+    return YamlConfigStore(config.pipelines)
+
+
 def build_app(config: AppConfig) -> App:
     return App(
         config=config,
         tsdb=PrometheusAdapter(config.prometheus),
         engine=LocalModelEngine(config.models, cache_mb=config.inference.cache_mb),
-        store=YamlConfigStore(config.pipelines),
+        store=build_store(config),
     )
 
 

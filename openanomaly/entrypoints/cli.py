@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from openanomaly import __version__
-from openanomaly.bootstrap import build_app
+from openanomaly.bootstrap import build_app, build_store
 from openanomaly.config import CONFIG_ENV, AppConfig, load_config
 from openanomaly.domain.errors import ConfigError, OpenAnomalyError
 from openanomaly.domain.timeutil import format_duration, from_ms, parse_time
@@ -338,7 +338,7 @@ def beat(ctx: click.Context, loglevel: str | None) -> None:
     config = _config(ctx)
     level = (loglevel or ctx.obj.get("log_level") or config.logging.level).upper()
     use_config(config)
-    reconciler = RedBeatReconciler(celery_app, build_app(config).store)
+    reconciler = RedBeatReconciler(celery_app, build_store(config))
     reconciler.reconcile()
     stopped = threading.Event()
 
