@@ -367,6 +367,24 @@ def beat(ctx: click.Context, loglevel: str | None) -> None:
         syncer.join(timeout=5)
 
 
+@cli.command()
+@click.pass_context
+@_friendly_errors
+def status(ctx: click.Context) -> None:
+    """Beat leader lock, queue length, workers seen, and per pipeline the last completed
+    slot and last error, as recorded in Redis by the distributed deployment."""
+    import redis
+
+    from openanomaly.entrypoints.status import report
+
+    config = _config(ctx)
+    try:
+        report(config, click.echo)
+    except redis.RedisError as exc:
+        click.echo(f"error: cannot read Redis at {config.redis.url}: {exc}", err=True)
+        sys.exit(1)
+
+
 def _selector(labels: dict[str, str]) -> str:
     name = labels.get("__name__", "")
     rest = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")

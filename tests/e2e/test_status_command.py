@@ -1,0 +1,39 @@
+"""`openanomaly status` against a real Redis holding a ledger."""
+
+import subprocess
+import sys
+
+from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.domain.errors import QueryRejected
+from tests.redis_server import redis_server  # noqa: F401  (fixture)
+
+
+def test_status_shows_lock_queue_workers_and_pipeline_slots(tmp_path, redis_server):  # noqa: F811
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "pipelines:\n  - name: cpu\n    query: up\n  - name: broken\n    query: up\n"
+        f"redis:\n  url: {redis_server.url}\n")
+    ledger = SlotLedger(redis_server.client())
+    ledger.complete("cpu", 1_700_000_100_000, "task-1")
+    ledger.record_error("broken", 1_700_000_200_000, QueryRejected("parse error: bad"))
+    done = subprocess.run(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(config), "status"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "beat leader: none" in out
+    assert "queue 'celery': 0 task(s) waiting" in out
+    assert "workers seen: 0" in out
+    assert "cpu: last completed slot 2023-11-14T22:15:00+00:00" in out
+    assert "broken: last completed slot never" in out
+    assert "QueryRejected: parse error: bad" in out
+
+
+def test_status_without_redis_is_a_clear_error(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("redis:\n  url: redis://127.0.0.1:9/0\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(config), "status"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "cannot read Redis at redis://127.0.0.1:9/0" in done.stderr
+    assert "Traceback" not in done.stderr
