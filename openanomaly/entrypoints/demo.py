@@ -15,7 +15,6 @@ import click
 import numpy as np
 
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
-from openanomaly.adapters.tsdb.settings import PrometheusSettings
 from openanomaly.bootstrap import build_app
 from openanomaly.config import load_config
 from openanomaly.domain.errors import OpenAnomalyError
@@ -129,10 +128,9 @@ def run_demo(config_path: Path | None, keep_running: bool = False,
     # Without --data-dir the data lives in a temporary folder removed at the end.
     with LocalPrometheus(data_dir, binary=binary) as prometheus:
         click.echo(f"Started Prometheus at {prometheus.url} (data in {prometheus.data_dir})")
-        os.environ["DEMO_PROMETHEUS_URL"] = prometheus.url
-        config = load_config(config_path or default_demo_config())
-        config = config.model_copy(update={
-            "prometheus": PrometheusSettings(url=prometheus.url)})
+        # The config's own override points any demo config at the Prometheus just started.
+        config = load_config(config_path or default_demo_config(), environ={
+            **os.environ, "OPENANOMALY__PROMETHEUS__URL": prometheus.url})
         app = build_app(config)
         try:
             end_ms = align_down(int(time.time() * 1000), STEP_S * 1000)

@@ -4,35 +4,17 @@ the original Chronos T5 family (which samples, so it is seeded per series)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 
 from openanomaly.adapters.models.settings import ModelSettings
-from openanomaly.adapters.models.torch_device import resolve_device, torch_dtype
+from openanomaly.adapters.models.torch_loading import load_hub_model, resolve_device, torch_dtype
 from openanomaly.domain.errors import ModelError
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast, interpolate_quantiles
 
 log = logging.getLogger(__name__)
 
 MIN_OBSERVED = 3
-
-
-def load_hub_model(name: str, settings: ModelSettings, loader: Any, install: str) -> Any:
-    """Call ``loader(source)`` and turn the usual failures into errors a user can act on."""
-    if not settings.source:
-        raise ModelError(f"model {name!r}: set source (a hub id such as "
-                         f"amazon/chronos-bolt-small, or a local folder)")
-    try:
-        return loader(settings.source)
-    except ImportError as exc:
-        raise ModelError(f"model {name!r} needs an extra: pip install 'openanomaly[{install}]' "
-                         f"({exc})") from exc
-    except (OSError, ValueError) as exc:
-        offline = "HF_HUB_OFFLINE" in str(exc) or "offline" in str(exc).lower()
-        hint = (" The hub cannot be reached (offline): download the model on a connected "
-                "machine and set source to its folder." if offline else "")
-        raise ModelError(f"model {name!r}: cannot load {settings.source!r}: {exc}.{hint}") from exc
 
 
 class ChronosBackend:

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from openanomaly.adapters.models.settings import ModelSettings
-from openanomaly.adapters.models.torch_device import resolve_device
+from openanomaly.adapters.models.torch_loading import resolve_device
 from openanomaly.domain.errors import ModelError
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast, interpolate_quantiles
 

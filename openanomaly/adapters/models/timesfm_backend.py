@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from openanomaly.adapters.models.chronos_backend import load_hub_model
 from openanomaly.adapters.models.settings import ModelSettings
-from openanomaly.adapters.models.torch_device import resolve_device
+from openanomaly.adapters.models.torch_loading import load_hub_model, resolve_device
 from openanomaly.domain.errors import ModelError
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast, interpolate_quantiles
 
