@@ -9,7 +9,7 @@ from collections.abc import Callable
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ModelEngine, TSDBClient
-from openanomaly.services.runs import RunResult, check_slots, fetch, summarise, write
+from openanomaly.services.runs import RunResult, check_slots, fetch, labels_of, summarise, write
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,13 @@ def backfill(
                                                        "query": spec.query})
         return result
     base = int(batch.timestamps_ms[0])
+    labels = labels_of(spec, batch)
     # Bound the rows of one model request, so many series do not multiply into gigabytes.
     per_request = max(1, min(slots_per_request, ROWS_PER_REQUEST // batch.n_series))
     for first in range(0, len(slots), per_request):
         chunk = slots[first:first + per_request]
-        checked = check_slots(spec, engine, batch, [(slot - base) // step for slot in chunk])
+        checked = check_slots(spec, engine, batch, [(slot - base) // step for slot in chunk],
+                              labels)
         summarise(result, checked, batch, spec)
         write(spec, tsdb, checked.series, result)
         if progress:

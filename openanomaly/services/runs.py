@@ -71,8 +71,16 @@ def fetch(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms: int) -> S
     return align(found, start_ms, end_ms, spec.step_ms)
 
 
+def labels_of(spec: PipelineSpec, batch: SeriesBatch) -> list[dict[str, str]]:
+    """Output labels of every source series of ``batch``; refuses colliding ones."""
+    labels = [output_labels(source, spec) for source in batch.labels]
+    check_unique(labels, spec)
+    return labels
+
+
 def check_slots(
-    spec: PipelineSpec, engine: ModelEngine, batch: SeriesBatch, end_indices: Sequence[int]
+    spec: PipelineSpec, engine: ModelEngine, batch: SeriesBatch, end_indices: Sequence[int],
+    labels: list[dict[str, str]],
 ) -> CheckOutput:
     """Score the check window ending at each of ``end_indices`` (grid positions of ``at``).
 
@@ -89,9 +97,6 @@ def check_slots(
         contexts, window, band_quantiles(spec.scoring), spec.step))
     scored = score(spec.scoring, actuals, forecast, noise_level(contexts))
     usable: np.ndarray = np.asarray(np.isfinite(scored.yhat).all(axis=1))
-
-    labels = [output_labels(source, spec) for source in batch.labels]
-    check_unique(labels, spec)
     prefix = spec.output.prefix
     out: list[Series] = []
     for slot, end in enumerate(end_indices):
@@ -107,7 +112,8 @@ def check_slots(
 
 
 def forecast_ahead(
-    spec: PipelineSpec, engine: ModelEngine, batch: SeriesBatch, end_index: int
+    spec: PipelineSpec, engine: ModelEngine, batch: SeriesBatch, end_index: int,
+    labels: list[dict[str, str]],
 ) -> list[Series]:
     """Quantile forecasts of the steps after ``end_index``, written at future timestamps.
 
@@ -123,8 +129,6 @@ def forecast_ahead(
     steps = np.arange(horizon - stride + 1, horizon + 1, dtype=np.int64)
     timestamps = at_ms + steps * spec.step_ms
     usable = np.isfinite(forecast.values).all(axis=(1, 2))
-    labels = [output_labels(source, spec) for source in batch.labels]
-    check_unique(labels, spec)
     keep = np.flatnonzero(usable)
     out: list[Series] = []
     for q_index, quantile in enumerate(forecast.quantiles):
@@ -155,13 +159,14 @@ def run_pipeline(
                                                        "query": spec.query})
         return result
     end = batch.timestamps_ms.size - 1
+    labels = labels_of(spec, batch)
     outputs: list[Series] = []
     if check:
-        checked = check_slots(spec, engine, batch, [end])
+        checked = check_slots(spec, engine, batch, [end], labels)
         outputs += checked.series
         summarise(result, checked, batch, spec)
     if ahead:
-        outputs += forecast_ahead(spec, engine, batch, end)
+        outputs += forecast_ahead(spec, engine, batch, end, labels)
     write(spec, tsdb, outputs, result)
     result.seconds = round(time.perf_counter() - started, 3)
     log.info("run finished", extra={
