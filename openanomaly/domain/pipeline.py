@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from enum import StrEnum
 from typing import Annotated
 
@@ -127,7 +128,7 @@ class PipelineSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
-        schedule = Schedule.parse(self.schedule, self.timezone)
+        schedule = self.schedule_spec
         window = self.check_window
         if window is None:
             if schedule.interval_seconds is None:
@@ -150,8 +151,9 @@ class PipelineSpec(_Strict):
             raise ValueError("mode 'forecast' writes future forecasts: enable output.write_future")
         return self
 
-    @property
+    @cached_property
     def schedule_spec(self) -> Schedule:
+        # Parsed once per spec: schedulers ask for it on every tick of every pipeline.
         return Schedule.parse(self.schedule, self.timezone)
 
     @property
