@@ -184,9 +184,9 @@ def _key_path(loc: tuple[Any, ...], raw: Any) -> str:
             node = node[item] if isinstance(node, list) and item < len(node) else None
             if isinstance(node, dict) and "name" in node:
                 parts[-1] += f" ({node['name']})"
-        elif isinstance(item, str) and item not in ("function-after", "function-before"):
-            if not item.startswith(("function-", "tagged-union")):
-                parts.append(item)
+        elif isinstance(item, str) and not item.startswith(("function-", "tagged-union")):
+            # Validator and union names in pydantic's path are not keys of the file.
+            parts.append(item)
             node = node.get(item) if isinstance(node, dict) else None
     return ".".join(parts)
 

@@ -47,6 +47,11 @@ def _config(ctx: click.Context) -> AppConfig:
     return config
 
 
+def _optional_config(ctx: click.Context) -> AppConfig | None:
+    """The configuration when its file exists: benchmarks also run without one."""
+    return _config(ctx) if Path(ctx.obj["config_path"]).exists() else None
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -253,8 +258,7 @@ def bench_models(ctx: click.Context, names: str, batch: str, context: str, horiz
     """
     from openanomaly.entrypoints.bench import run_bench
 
-    path = ctx.obj["config_path"]
-    config = _config(ctx) if Path(path).exists() else None
+    config = _optional_config(ctx)
     setup_logging("WARNING")
     run_bench([n.strip() for n in names.split(",") if n.strip()], _ints(batch),
               _ints(context), horizon, device, repeat, config, out)
@@ -303,8 +307,8 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
     from openanomaly.adapters.models.settings import default_models
     from openanomaly.entrypoints.nab_report import load_scoring, run_nab
 
-    path = ctx.obj["config_path"]
-    models = _config(ctx).models if Path(path).exists() else default_models()
+    config = _optional_config(ctx)
+    models = config.models if config is not None else default_models()
     setup_logging("WARNING")
     if model not in models:
         raise click.BadParameter(f"unknown model {model!r}; known: {', '.join(sorted(models))}")
