@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import struct
 import time
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import numpy as np
 
+from openanomaly.adapters.http_retry import Closing, full_jitter, retry_after
 from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.domain.errors import ModelError, UnknownModel
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
@@ -86,7 +85,7 @@ def decode_frame(body: bytes) -> tuple[dict[str, Any], FloatArray]:
     return header, values.reshape(shape).astype(np.float64)
 
 
-class RemoteModelEngine:
+class RemoteModelEngine(Closing):
     """ModelEngine that forecasts on a model server; one pooled connection set per engine.
 
     Safe to share between threads. Forecasts are pure functions of the request, so a POST
@@ -147,24 +146,13 @@ class RemoteModelEngine:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> RemoteModelEngine:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _send(
         self, method: str, path: str, model: str | None = None, **kwargs: Any
     ) -> httpx.Response:
         attempts = self.max_retries + 1
         last = "no attempt made"
         for attempt in range(1, attempts + 1):
-            retry_after = 0.0
+            hinted = 0.0
             try:
                 response = self._client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
@@ -177,11 +165,10 @@ class RemoteModelEngine:
                 if response.status_code != 429 and response.status_code < 500:
                     raise self._refused(response.status_code, error, model)
                 last = f"HTTP {response.status_code}: {error}"
-                retry_after = _retry_after(response)
+                hinted = min(retry_after(response) or 0.0, _MAX_RETRY_AFTER)
             if attempt == attempts:
                 break
-            # Full jitter spreads the retries of many workers that failed at the same time.
-            delay = max(random.uniform(0.0, self.backoff * 2 ** (attempt - 1)), retry_after)
+            delay = max(full_jitter(attempt - 1, self.backoff, math.inf), hinted)
             log.warning(
                 "model server request failed; retrying",
                 extra={"url": self.url, "path": path, "attempt": attempt, "error": last,
@@ -237,11 +224,3 @@ def _error_text(response: httpx.Response) -> str:
     if isinstance(payload, dict) and "error" in payload:
         return str(payload["error"])
     return response.text[:300]
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        seconds = float(response.headers.get("Retry-After", "0"))
-    except ValueError:
-        return 0.0  # an HTTP date: rare from our server, fall back to the backoff
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any
 
 import httpx
 import numpy as np
 
 from openanomaly import __version__
+from openanomaly.adapters.http_retry import Closing, full_jitter, retry_after
 from openanomaly.adapters.tsdb.remote_write import chunk_series, encode_write_request
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
 from openanomaly.domain.errors import (
@@ -61,18 +60,6 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= _BODY_EXCERPT else text[:_BODY_EXCERPT] + "..."
 
 
-def _retry_after(response: httpx.Response | None) -> float | None:
-    if response is None:
-        return None
-    header = response.headers.get("Retry-After")
-    if header is None:
-        return None
-    try:
-        return max(float(header), 0.0)
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
-
-
 def _final_write_error(response: httpx.Response) -> bool:
     return response.status_code >= 500 and any(e in response.text for e in _FINAL_WRITE_ERRORS)
 
@@ -94,7 +81,7 @@ def sub_ranges(start_ms: int, end_ms: int, step_ms: int) -> list[tuple[int, int]
     return ranges
 
 
-class PrometheusAdapter:
+class PrometheusAdapter(Closing):
     """Reads with ``/api/v1/query_range`` and writes with remote write 1.0.
 
     One pooled HTTP client serves both directions; close it with :meth:`close` or use the
@@ -105,7 +92,6 @@ class PrometheusAdapter:
         self.settings = settings
         self._query_url = f"{settings.url}/api/v1/query_range"
         self._write_url = settings.effective_remote_write_url
-        self._random = random.Random()
         self._client = httpx.Client(
             timeout=settings.timeout,
             verify=self._verify(settings),
@@ -141,26 +127,14 @@ class PrometheusAdapter:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> PrometheusAdapter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- transport with retries --------------------------------------------------------
 
     def _backoff(self, retry: int, response: httpx.Response | None) -> float:
         cap = self.settings.retry_backoff_max
-        hinted = _retry_after(response)
+        hinted = retry_after(response)
         if hinted is not None:
             return min(hinted, cap)
-        # Full jitter: many workers retrying at once spread out instead of hitting together.
-        return self._random.uniform(0, min(cap, self.settings.retry_backoff * 2**retry))
+        return full_jitter(retry, self.settings.retry_backoff, cap)
 
     def _send(
         self, method: str, url: str, final: Callable[[httpx.Response], bool] | None = None,
