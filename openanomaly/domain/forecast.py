@@ -15,9 +15,9 @@ from openanomaly.domain.series import FloatArray
 class ForecastRequest:
     """Contexts of a batch of series, oldest step first, all ending at the forecast origin.
 
-    ``context`` is (n_series, n_steps) with NaN in gaps and left padding; ``mask`` is True
-    where a value was observed. ``step_seconds`` lets statistical models find calendar
-    seasons.
+    ``context`` is (n_series, n_steps) with NaN in gaps and left padding: NaN is the mask,
+    and each backend turns it into what its model takes. ``step_seconds`` lets statistical
+    models find calendar seasons.
     """
 
     context: FloatArray
@@ -32,10 +32,6 @@ class ForecastRequest:
             raise ValueError(f"horizon must be at least 1 step, got {self.horizon}")
         if not self.quantiles or list(self.quantiles) != sorted(set(self.quantiles)):
             raise ValueError(f"quantiles must be ascending and distinct: {self.quantiles}")
-
-    @property
-    def mask(self) -> np.ndarray:
-        return np.isfinite(self.context)
 
 
 @dataclass(frozen=True)
