@@ -44,7 +44,11 @@ class App:
 
 
 def build_store(config: AppConfig) -> ConfigStore:
-    return YamlConfigStore(config.pipelines)
+    if not config.source_files:
+        return YamlConfigStore(config.pipelines)
+    path = config.source_files[0]
+    return YamlConfigStore(config.pipelines, files=config.source_files,
+                           reload=lambda: load_config(path).pipelines)
 
 
 def build_app(config: AppConfig) -> App:

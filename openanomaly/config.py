@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from openanomaly.adapters.models.settings import ModelSettings, default_models
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
@@ -48,6 +56,39 @@ class SchedulerSettings(_Section):
         default=30.0, gt=0,
         description="celery beat: seconds before a standby takes over from a silent leader"
     )
+    retry_backoff_max: float = Field(
+        default=300.0, gt=0,
+        description="celery: longest wait (seconds) before a failed run is retried"
+    )
+    visibility_timeout: float | None = Field(
+        default=None, gt=0,
+        description="celery: seconds before Redis hands an unacknowledged task to another "
+        "worker (a dead worker's task is redelivered after this); default "
+        "task_time_limit + retry_backoff_max + 300",
+    )
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> SchedulerSettings:
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError(
+                f"task_soft_time_limit ({self.task_soft_time_limit:g} s) must be below "
+                f"task_time_limit ({self.task_time_limit:g} s): the soft limit asks a task to "
+                f"stop before the hard limit kills its process"
+            )
+        held = self.task_time_limit + self.retry_backoff_max
+        if self.visibility_timeout is None:
+            self.visibility_timeout = held + 300.0
+        elif self.visibility_timeout <= held:
+            raise ValueError(
+                f"visibility_timeout ({self.visibility_timeout:g} s) must exceed "
+                f"task_time_limit + retry_backoff_max ({held:g} s): a worker keeps a task's "
+                f"message unacknowledged while a retry waits for its countdown (up to "
+                f"retry_backoff_max) and then runs (up to task_time_limit), and Redis hands a "
+                f"message unacknowledged for longer than visibility_timeout to a second "
+                f"worker, which would run the task again while the first still runs or "
+                f"retries it"
+            )
+        return self
 
 
 class RedisSettings(_Section):
@@ -108,6 +149,13 @@ class AppConfig(_Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    # The files this configuration was read from, so a store can reload its pipelines
+    # when they change; empty for a configuration built in code.
+    _source_files: tuple[Path, ...] = PrivateAttr(default=())
+
+    @property
+    def source_files(self) -> tuple[Path, ...]:
+        return self._source_files
 
     @model_validator(mode="after")
     def _complete(self) -> AppConfig:
@@ -146,15 +194,19 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     raw = _substitute(raw, env, file, ())
     _apply_overrides(raw, env)
     pipelines_file = raw.get("pipelines_file")
+    files = [file.resolve()]
     if pipelines_file:
         extra_file = (file.parent / str(pipelines_file)).resolve()
+        files.append(extra_file)
         listed = _substitute(_read_yaml(extra_file, required=True), env, extra_file, ())
         if isinstance(listed, dict):
             listed = listed.get("pipelines")
         if not isinstance(listed, list):
             raise ConfigError(f"{extra_file}: expected a list of pipelines (or 'pipelines:' list)")
         raw["pipelines"] = list(raw.get("pipelines") or []) + listed
-    return validate_config(raw, file)
+    config = validate_config(raw, file)
+    config._source_files = tuple(files)
+    return config
 
 
 def validate_config(raw: dict[str, Any], file: Path | str = "<config>") -> AppConfig:

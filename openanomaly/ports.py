@@ -34,6 +34,11 @@ class ConfigStore(Protocol):
         """Raises UnknownPipeline when no pipeline has that name."""
         ...
 
+    def refresh(self) -> bool:
+        """Pick up changes made since the last call; True when the pipelines changed.
+        Lets a scheduler react at once instead of at its next periodic sync."""
+        ...
+
 
 RunPipeline = Callable[[PipelineSpec, int], object]
 """What a scheduler calls for each due slot: the pipeline and the slot time in ms."""

@@ -20,13 +20,19 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, port: int | None = None,
+                 persistent: bool = False) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.port = free_port()
+        self.directory = directory
+        self.persistent = persistent
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        # A persistent server keeps its data in an append-only file across restarts.
+        durability = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else [
+            "--save", "", "--appendonly", "no"]
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(directory)],
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *durability,
+             "--dir", str(directory)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
@@ -43,6 +49,10 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
+
+    def restarted(self) -> RedisServer:
+        """A new server on the same port and folder (stop this one first)."""
+        return RedisServer(self.directory, self.port, self.persistent)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -33,6 +33,11 @@ class UnknownModel(ModelError):
     """A pipeline names a model that is not configured."""
 
 
+class FactoryError(ModelError, ConfigError):
+    """A custom model's factory cannot be imported or called as configured: a model error
+    (the model server answers 422) that retrying cannot fix, like a configuration error."""
+
+
 class PipelineError(OpenAnomalyError):
     """A pipeline run cannot proceed with the data it got."""
 

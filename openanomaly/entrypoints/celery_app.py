@@ -7,6 +7,7 @@ configuration it already loaded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -22,8 +23,10 @@ import redis
 from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
+from openanomaly.adapters.scheduler.redbeat_leader import LeaderScheduler
+from openanomaly.adapters.scheduler.redbeat_sync import RedBeatReconciler
 from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
-from openanomaly.bootstrap import App, build_app
+from openanomaly.bootstrap import App, build_app, build_store
 from openanomaly.config import AppConfig, RedisSettings, load_config
 from openanomaly.domain.errors import (
     ConfigError,
@@ -48,7 +51,6 @@ RETRYABLE = (TSDBError, ModelError)
 FINAL = (ConfigError, PipelineError, QueryRejected, WriteRejected, UnknownModel,
          SoftTimeLimitExceeded)
 MAX_RETRIES = 5
-RETRY_BACKOFF_MAX_S = 300
 # A claim outlives the hard time limit by this much, so a live task never loses its slot
 # while a killed one frees it soon after.
 CLAIM_MARGIN_S = 60
@@ -99,12 +101,19 @@ def celery_settings(config: AppConfig) -> dict[str, Any]:
     url = redis_url(config.redis)
     scheduler = config.scheduler
     tls = _tls(config.redis)
+    visibility = scheduler.visibility_timeout
+    assert visibility is not None, "filled in by SchedulerSettings"
     settings: dict[str, Any] = {
         "broker_url": url,
         "result_backend": url,
         "redbeat_redis_url": url,
+        # Set, even empty, so RedBeat stops reading the broker's transport options.
+        "redbeat_redis_options": {},
         # A standby beat takes over once the leader stopped renewing its lock this long.
         "redbeat_lock_timeout": int(scheduler.lock_timeout),
+        # Plain `celery -A openanomaly.entrypoints.celery_app beat` gets the same scheduler.
+        "beat_scheduler": "openanomaly.entrypoints.celery_app:BeatScheduler",
+        "beat_max_loop_interval": beat_max_interval(config),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -116,11 +125,24 @@ def celery_settings(config: AppConfig) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_soft_time_limit": scheduler.task_soft_time_limit,
         "task_time_limit": scheduler.task_time_limit,
-        # Redis redelivers an unacknowledged task after the visibility timeout. It must
-        # exceed the longest a task may hold its message (the hard limit, or a retry's
-        # countdown) or a running task would be handed to a second worker.
+        # Redis redelivers an unacknowledged task after the visibility timeout. It exceeds
+        # the longest a task may hold its message (a retry's countdown, then the hard
+        # limit; SchedulerSettings checks it) or a running task would be handed to a
+        # second worker.
         "broker_transport_options": {
-            "visibility_timeout": int(scheduler.task_time_limit + RETRY_BACKOFF_MAX_S + 300),
+            "visibility_timeout": int(visibility),
+            # Every worker sweeps for messages past the visibility timeout (a dead worker's)
+            # on a timer of unacked_restore_interval seconds, scanning only on every
+            # unacked_restore_throttle-th tick. kombu's 10 s x 10 put a dead worker's task
+            # back up to 100 s after its timeout; this ticks every second and scans every
+            # visibility_timeout / 10 seconds, 1 to 10. (Older kombu ignores both options.)
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": max(1, min(10, int(visibility // 10))),
+        },
+        # Read by the autoretry of every task when the task is created (after this
+        # configuration), so the cap comes from the config, not from _TASK_OPTIONS.
+        "task_annotations": {
+            "*": {"retry_backoff_max": max(1, round(scheduler.retry_backoff_max))},
         },
         "broker_connection_retry_on_startup": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
@@ -202,6 +224,11 @@ def execute(task: Task, pipeline: str, at_ms: int, mode: Mode | None) -> dict[st
                      extra={**fields, "owner": owner})
             return {"status": "skipped", "reason": "claimed", "pipeline": spec.name,
                     "at_ms": slot}
+    # How late the run starts against the time it was due (its slot plus the pipeline's
+    # delay): the queueing delay an operator sizes the worker pool by.
+    log.info("run started", extra={
+        **fields, "lag_ms": int(time.time() * 1000) - (slot + spec.delay_ms),
+        "retries": task.request.retries})
     completed = False
     try:
         result = runs.run_pipeline(spec, slot, rt.app.tsdb, rt.app.engine, mode)
@@ -232,7 +259,8 @@ _TASK_OPTIONS: dict[str, Any] = {
     "autoretry_for": RETRYABLE,
     "dont_autoretry_for": FINAL,
     "retry_backoff": True,
-    "retry_backoff_max": RETRY_BACKOFF_MAX_S,
+    # retry_backoff_max (scheduler.retry_backoff_max) comes from celery_settings'
+    # task_annotations: a value here would win over the configured one.
     "retry_jitter": True,
     "max_retries": MAX_RETRIES,
 }
@@ -260,7 +288,9 @@ run_pipeline = app.task(name="openanomaly.run_pipeline", **_TASK_OPTIONS)(_run_p
 def start_worker(config: AppConfig, concurrency: int | None, loglevel: str) -> None:
     """Run a worker in this process until SIGTERM (warm shutdown) or SIGINT."""
     use_config(config)
-    argv = ["worker", f"--loglevel={loglevel}", f"--hostname=openanomaly@{socket.gethostname()}"]
+    # The pid keeps two workers on one machine apart in status and remote control.
+    argv = ["worker", f"--loglevel={loglevel}",
+            f"--hostname=openanomaly-{os.getpid()}@{socket.gethostname()}"]
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
     log.info("worker starting", extra={"concurrency": concurrency,
@@ -324,3 +354,33 @@ def _dispatch(self: Task, pipeline: str) -> dict[str, Any]:
 
 # Not retried: the next firing plans again from the ledger, so nothing is lost.
 dispatch = app.task(name="openanomaly.dispatch", bind=True)(_dispatch)
+
+
+# --- beat ----------------------------------------------------------------------------------
+
+class BeatScheduler(LeaderScheduler):
+    """The beat scheduler, set as ``beat_scheduler`` so plain ``celery beat`` uses it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reconcile_interval_s = current_config().scheduler.reconcile_interval
+
+    def make_reconciler(self) -> RedBeatReconciler:
+        return RedBeatReconciler(self.app, build_store(current_config()))
+
+
+BEAT_SCHEDULER = f"{__name__}:BeatScheduler"
+
+
+def beat_max_interval(config: AppConfig) -> float:
+    # The leader must extend its lock well within the timeout, so it never sleeps longer.
+    return max(1.0, config.scheduler.lock_timeout / 3)
+
+
+def start_beat(config: AppConfig, loglevel: str) -> None:
+    """Run beat in this process until SIGTERM; leader or standby (see redbeat_leader)."""
+    use_config(config)
+    # Celery's SIGTERM handler ends beat with SystemExit after saving the schedule.
+    with contextlib.suppress(SystemExit):
+        app.Beat(scheduler=BEAT_SCHEDULER, loglevel=loglevel,
+                 max_interval=beat_max_interval(config)).run()

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from openanomaly import __version__
-from openanomaly.bootstrap import build_app, build_store
+from openanomaly.bootstrap import build_app
 from openanomaly.config import CONFIG_ENV, AppConfig, load_config
 from openanomaly.domain.errors import ConfigError, OpenAnomalyError
 from openanomaly.domain.timeutil import format_duration, from_ms, parse_time
@@ -118,7 +118,13 @@ def run(ctx: click.Context) -> None:
 
     SIGINT or SIGTERM stops the scheduler; running pipelines finish first.
     """
-    app = build_app(_config(ctx))
+    config = _config(ctx)
+    if config.scheduler.kind == "celery":
+        # Running both would run every slot twice.
+        raise ConfigError("scheduler.kind is celery: start `openanomaly beat` and "
+                          "`openanomaly worker` instead of `openanomaly run`, or set "
+                          "scheduler.kind: embedded")
+    app = build_app(config)
     scheduler = app.scheduler()
 
     def stop(signum: int, _frame: object) -> None:
@@ -328,47 +334,15 @@ def beat(ctx: click.Context, loglevel: str | None) -> None:
     """Run Celery beat with RedBeat: put each enabled pipeline's runs on the Redis queue.
 
     Run two or more for high availability: one leader holds a Redis lock, the others wait
-    and take over after scheduler.lock_timeout. Pipelines are synced into RedBeat at start
-    and every scheduler.reconcile_interval seconds. Stops on SIGTERM.
+    and take over within about scheduler.lock_timeout after it stops renewing it. The
+    leader syncs the pipelines into RedBeat when it takes over, when the pipelines file
+    changes and every scheduler.reconcile_interval seconds. Stops on SIGTERM.
     """
-    import threading
-
-    import redis
-
-    from openanomaly.adapters.scheduler.redbeat_sync import RedBeatReconciler
-    from openanomaly.entrypoints.celery_app import app as celery_app
-    from openanomaly.entrypoints.celery_app import use_config
+    from openanomaly.entrypoints.celery_app import start_beat
 
     config = _config(ctx)
     level = (loglevel or ctx.obj.get("log_level") or config.logging.level).upper()
-    use_config(config)
-    reconciler = RedBeatReconciler(celery_app, build_store(config))
-    reconciler.reconcile()
-    stopped = threading.Event()
-
-    def keep_in_sync() -> None:
-        interval = config.scheduler.reconcile_interval
-        while not stopped.wait(interval):
-            try:
-                reconciler.reconcile()
-            # A Redis blip or a bad store edit must not end the sync; the next try may work.
-            except (redis.RedisError, OpenAnomalyError) as exc:
-                logging.getLogger(__name__).warning(
-                    "beat schedule reconcile failed; retried next interval",
-                    extra={"error": str(exc), "kind": type(exc).__name__})
-
-    syncer = threading.Thread(target=keep_in_sync, name="redbeat-reconcile", daemon=True)
-    syncer.start()
-    try:
-        # Beat must renew the lock well within its timeout, so it never sleeps longer.
-        celery_app.Beat(scheduler="redbeat.RedBeatScheduler", loglevel=level,
-                        max_interval=max(1, int(config.scheduler.lock_timeout / 3))).run()
-    except SystemExit:
-        # Celery's SIGTERM handler ends beat with SystemExit after saving the schedule.
-        pass
-    finally:
-        stopped.set()
-        syncer.join(timeout=5)
+    start_beat(config, level)
 
 
 @cli.command()

@@ -18,9 +18,11 @@ def report(config: AppConfig, echo: Callable[[str], None], ping_seconds: float =
     client = redis_client(config.redis)
     lock_key = RedBeatConfig(app).lock_key
     remaining = int(client.pttl(lock_key))
-    if remaining > 0:
-        echo(f"beat leader: lock {lock_key} held, {remaining / 1000:.1f}s left before a "
-             "standby may take over")
+    holder = client.get(lock_key)
+    if remaining > 0 and holder is not None:
+        name = holder.decode() if isinstance(holder, bytes) else str(holder)
+        echo(f"beat leader: {name} (lock {lock_key}, {remaining / 1000:.1f}s left before a "
+             "standby may take over)")
     else:
         echo(f"beat leader: none (lock {lock_key} is free: no beat is running)")
     queue = app.conf.task_default_queue

@@ -40,7 +40,9 @@ def test_beat_dispatches_and_missed_slots_are_caught_up(
         wanted = set(range(end - 25_000, end + 1, STEP_MS))
         found: set[int] = set()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not wanted <= found:
+        # The ledger is updated just after the samples are written: wait for both.
+        while time.monotonic() < deadline and not (
+                wanted <= found and (ledger.last_completed("quick") or 0) >= end):
             time.sleep(1)
             series = prom_client.query_range(
                 f'openanomaly_anomaly_score{{source_metric="{metric}"}}',

@@ -135,3 +135,11 @@ def test_demo_detects_every_injected_anomaly(tmp_path):
     assert "MISSED" not in done.stdout
     assert "openanomaly_anomaly_score > 1" in done.stdout
     assert Path(tmp_path / "prom").is_dir()
+
+
+def test_run_refuses_a_config_meant_for_celery(tmp_path):
+    config = write_config(tmp_path, valid_config("http://127.0.0.1:9", "up")
+                          + "scheduler:\n  kind: celery\n")
+    done = openanomaly("run", config=config)
+    assert done.returncode == 2
+    assert "start `openanomaly beat` and `openanomaly worker`" in done.stderr

@@ -37,3 +37,18 @@ def test_status_without_redis_is_a_clear_error(tmp_path):
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "cannot read Redis at redis://127.0.0.1:9/0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_status_names_the_beat_leader(tmp_path, redis_server):  # noqa: F811
+    config = tmp_path / "config.yaml"
+    config.write_text(f"redis:\n  url: {redis_server.url}\n")
+    client = redis_server.client()
+    client.set("redbeat::lock", "beat-host:4242:1a2b3c4d", px=20_000)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(config),
+             "status"], capture_output=True, text=True, timeout=60)
+    finally:
+        client.delete("redbeat::lock")
+    assert done.returncode == 0, done.stderr
+    assert "beat leader: beat-host:4242:1a2b3c4d (lock redbeat::lock, " in done.stdout

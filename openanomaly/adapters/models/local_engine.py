@@ -6,14 +6,15 @@ does not fit unloads the models used longest ago.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from openanomaly.adapters.models.settings import ModelSettings
-from openanomaly.domain.errors import UnknownModel
+from openanomaly.domain.errors import FactoryError, ModelError, UnknownModel
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 
 log = logging.getLogger(__name__)
@@ -53,16 +54,60 @@ def _build(name: str, settings: ModelSettings, engine: LocalModelEngine) -> Back
         from openanomaly.adapters.models.remote_engine import RemoteBackend
 
         return RemoteBackend(name, settings)
+    if settings.backend == "custom":
+        return _build_custom(name, settings)
     from openanomaly.adapters.models.seasonal_naive import SeasonalNaiveBackend
 
     return SeasonalNaiveBackend(name, settings)
+
+
+def _build_custom(name: str, settings: ModelSettings) -> Backend:
+    """Call the user's ``module.path:callable`` as ``callable(name, settings)``."""
+    factory = settings.factory or ""
+    where = f"model {name!r}: factory {factory!r}"
+    module_name, _, attribute = factory.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise FactoryError(
+            f"{where}: cannot import module {module_name!r} ({exc}); check the module path "
+            f"and that it is installed or on PYTHONPATH"
+        ) from exc
+    except Exception as exc:
+        raise FactoryError(
+            f"{where}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    build: Any = module
+    for part in attribute.split("."):
+        try:
+            build = getattr(build, part)
+        except AttributeError:
+            raise FactoryError(
+                f"{where}: module {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    if not callable(build):
+        raise FactoryError(f"{where}: {attribute!r} is a {type(build).__name__}, not callable")
+    try:
+        backend = build(name, settings)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"{where}: building the model failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not callable(getattr(backend, "forecast", None)):
+        raise FactoryError(
+            f"{where}: returned a {type(backend).__name__} without a forecast(request) method"
+        )
+    return cast(Backend, backend)
 
 
 def parameter_bytes(backend: object) -> int:
     """Bytes held by the torch parameters a backend owns (0 for non-torch models)."""
     seen: set[int] = set()
     total = 0
-    for value in vars(backend).values():
+    # getattr: a custom backend may have no __dict__ (__slots__, a module).
+    for value in getattr(backend, "__dict__", {}).values():
         for module in _modules(value):
             for tensor in [*module.parameters(), *module.buffers()]:
                 if id(tensor) not in seen:

@@ -10,7 +10,7 @@ from openanomaly.domain.pipeline import Duration
 
 Backend = Literal[
     "fracast", "seasonal_naive", "chronos", "timesfm", "tirex", "autoets", "seasonal",
-    "ensemble", "remote",
+    "ensemble", "remote", "custom",
 ]
 
 
@@ -45,6 +45,11 @@ class ModelSettings(BaseModel):
     )
     timeout: float = Field(default=60.0, gt=0, description="remote: seconds per request")
     max_retries: int = Field(default=3, ge=0, description="remote: retries on 5xx and errors")
+    factory: str | None = Field(
+        default=None,
+        description="custom: 'module.path:callable' called as callable(name, settings); it "
+        "returns an object with forecast(request) -> QuantileForecast",
+    )
 
     @model_validator(mode="after")
     def _backend_needs(self) -> ModelSettings:
@@ -58,6 +63,22 @@ class ModelSettings(BaseModel):
             raise ValueError(
                 f"dtype {self.dtype} is supported by the chronos backend only; "
                 f"{self.backend} runs in float32"
+            )
+        if self.backend == "custom":
+            if not self.factory:
+                raise ValueError(
+                    "backend: custom needs factory ('module.path:callable' that builds the "
+                    "model)"
+                )
+            module, sep, attribute = self.factory.partition(":")
+            if not sep or not module.strip() or not attribute.strip():
+                raise ValueError(
+                    f"factory must be written 'module.path:callable', got {self.factory!r}"
+                )
+        elif self.factory is not None:
+            raise ValueError(
+                f"factory only applies to backend: custom (this model's backend is "
+                f"{self.backend})"
             )
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {self.url!r}")

@@ -1,0 +1,1 @@
+"""Measurements of the distributed deployment with real processes; see README."""
