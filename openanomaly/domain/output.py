@@ -11,6 +11,8 @@ from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.series import FloatArray, IntArray, Series
 
 ANOMALY_SCORE = "anomaly_score"
+# The interval score before calibration, kept so later runs can calibrate against it.
+RAW_SCORE = "raw_score"
 YHAT = "yhat"
 YHAT_LOWER = "yhat_lower"
 YHAT_UPPER = "yhat_upper"

@@ -63,6 +63,26 @@ class ScoringSpec(_Strict):
     min_deviation: float = Field(
         default=0.0, ge=0, description="deviations from the median smaller than this score 0"
     )
+    calibration_window: Duration | None = Field(
+        default=7 * 86400.0,
+        description="calibrate each series' score against its own raw scores over this "
+        "window before the points scored (see domain/detection.py); null scores raw",
+    )
+    calibration_quantile: float = Field(
+        default=0.99, gt=0.5, lt=1,
+        description="the quantile of the series' recent raw scores that becomes score 1",
+    )
+    suppression_window: Duration | None = Field(
+        default=86400.0,
+        description="after an alarm, a point alarms again only if stronger than every point "
+        "of this window before it (one incident, one alert); needs calibration_window",
+    )
+
+    @model_validator(mode="after")
+    def _suppression_needs_calibration(self) -> ScoringSpec:
+        if self.suppression_window is not None and self.calibration_window is None:
+            raise ValueError("suppression_window needs calibration_window")
+        return self
 
     @field_validator("band")
     @classmethod

@@ -298,12 +298,14 @@ def worker(ctx: click.Context, concurrency: int | None, loglevel: str | None) ->
 @click.option("--horizon", default=48, show_default=True, type=click.IntRange(1),
               help="Rows forecast at once before the replay advances.")
 @click.option("--context", default=2048, show_default=True, type=click.IntRange(8))
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
+              help="Files replayed in parallel processes (each loads the model).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("nab-results.json"),
               show_default=True)
 @click.pass_context
 @_friendly_errors
 def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, model: str,
-              horizon: int, context: int, out: Path) -> None:
+              horizon: int, context: int, jobs: int, out: Path) -> None:
     """NAB score of the production scoring: NAB's tuned threshold and the deployable one.
 
     Replays each labelled file causally (forecast HORIZON rows from the CONTEXT rows before
@@ -319,7 +321,7 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
     if model not in models:
         raise click.BadParameter(f"unknown model {model!r}; known: {', '.join(sorted(models))}")
     run_nab(data, model, models, load_scoring(pipeline_options), horizon, context, out,
-            click.echo)
+            click.echo, jobs)
 
 
 cli.add_command(bench, name="benchmark")

@@ -7,8 +7,10 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from openanomaly.adapters.datasets.nab import load_corpus
@@ -17,7 +19,14 @@ from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.domain.errors import ConfigError
 from openanomaly.domain.nab_scoring import PROFILES, ProfileResult, evaluate
 from openanomaly.domain.pipeline import ScoringSpec
-from openanomaly.services.nab_benchmark import ReplayInput, replay
+from openanomaly.services.nab_benchmark import (
+    BASELINE,
+    Accuracy,
+    Replayed,
+    ReplayInput,
+    replay,
+    replay_file,
+)
 
 
 def load_scoring(path: Path | None) -> ScoringSpec:
@@ -34,20 +43,51 @@ def load_scoring(path: Path | None) -> ScoringSpec:
         raise ConfigError(f"{path}: invalid scoring options: {exc}") from None
 
 
+_engine: LocalModelEngine | None = None
+
+
+def _start_worker(models: dict[str, ModelSettings]) -> None:
+    global _engine
+    _engine = LocalModelEngine(models)
+
+
+def _replay_one(item: ReplayInput, scoring: ScoringSpec, model: str, horizon: int,
+                context: int) -> Replayed:
+    assert _engine is not None, "_start_worker runs first in every worker process"
+    return replay_file(item, scoring, _engine, model, horizon, context)
+
+
+def replay_corpus(items: list[ReplayInput], models: dict[str, ModelSettings],
+                  scoring: ScoringSpec, model: str, horizon: int, context: int,
+                  jobs: int) -> list[Replayed]:
+    """Replay every file, in ``jobs`` processes (each loads the model once)."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(items), unit="file", desc="replay", file=sys.stderr,
+              disable=None) as bar:
+        if jobs <= 1:
+            return replay(items, scoring, LocalModelEngine(models), model, horizon, context,
+                          progress=lambda done, _total: bar.update(done - bar.n))
+        done: dict[int, Replayed] = {}
+        with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=(models,)) as pool:
+            futures = {pool.submit(_replay_one, item, scoring, model, horizon, context): i
+                       for i, item in enumerate(items)}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                bar.update(1)
+        return [done[i] for i in range(len(items))]
+
+
 def run_nab(
     data: Path, model: str, models: dict[str, ModelSettings], scoring: ScoringSpec,
     horizon: int, context: int, out: Path | None, echo: Callable[[str], None],
+    jobs: int = 1,
 ) -> list[ProfileResult]:
-    from tqdm import tqdm
-
     corpus = load_corpus(data)
-    engine = LocalModelEngine(models)
+    items = [ReplayInput(f.name, f.values, f.windows, step_seconds(f.timestamps_ms))
+             for f in corpus]
     started = time.perf_counter()
-    with tqdm(total=len(corpus), unit="file", desc="replay", file=sys.stderr,
-              disable=None) as bar:
-        replayed = replay([ReplayInput(f.name, f.values, f.windows) for f in corpus], scoring,
-                          engine, model, horizon, context,
-                          progress=lambda done, _total: bar.update(done - bar.n))
+    replayed = replay_corpus(items, models, scoring, model, horizon, context, jobs)
     seconds = time.perf_counter() - started
     files = [r.labelled for r in replayed]
     results = []
@@ -59,18 +99,42 @@ def run_nab(
         results += [tuned, deployable]
         echo(f"{profile.name:<20} {tuned.normalised:>12.1f} {tuned.threshold:>10.3g} "
              f"{deployable.normalised:>11.1f}")
+    accuracy = summarise_accuracy([r.accuracy for r in replayed])
+    echo(f"\nforecast accuracy against {BASELINE} (geometric mean over files, < 1 is better):"
+         f" MASE ratio {accuracy['relative_mae']:.3f}, quantile loss ratio "
+         f"{accuracy['relative_quantile_loss']:.3f}")
     standard, deployable = results[0], results[1]
-    echo("\nper file (standard profile): hits / misses / false alarms, tuned | deployable")
-    for tuned_file, deploy_file in zip(standard.files, deployable.files, strict=True):
+    echo("\nper file (standard profile): hits / misses / false alarms, tuned | deployable;"
+         " MASE and quantile loss ratios")
+    for tuned_file, deploy_file, file_result in zip(standard.files, deployable.files,
+                                                     replayed, strict=True):
         echo(f"  {tuned_file.name:<58} {tuned_file.hits:>2} / {tuned_file.misses:>2} / "
              f"{tuned_file.false_alarms:>4}  |  {deploy_file.hits:>2} / {deploy_file.misses:>2}"
-             f" / {deploy_file.false_alarms:>5}")
-    echo(f"\nreplayed {len(corpus)} files with {model} in {seconds:.0f}s")
+             f" / {deploy_file.false_alarms:>5}   {file_result.accuracy.relative_mae:6.3f} "
+             f"{file_result.accuracy.relative_quantile_loss:6.3f}")
+    echo(f"\nreplayed {len(corpus)} files with {model} in {seconds:.0f}s ({jobs} job(s))")
     if out is not None:
         out.write_text(json.dumps({
             "model": model, "scoring": scoring.model_dump(mode="json"), "horizon": horizon,
-            "context": context, "seconds": seconds,
+            "context": context, "seconds": seconds, "jobs": jobs, "accuracy": accuracy,
             "results": [{"profile": r.profile, "threshold": r.threshold, "score": r.normalised,
                          "files": [vars(f) for f in r.files]} for r in results],
         }, indent=2, default=str))
     return results
+
+
+def step_seconds(timestamps_ms: np.ndarray) -> float:
+    """The file's usual step: the median gap between rows (gaps and repeats aside)."""
+    gaps = np.diff(timestamps_ms)
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) / 1000 if gaps.size else 300.0
+
+
+def summarise_accuracy(items: list[Accuracy]) -> dict[str, float]:
+    """Geometric means of the per-file ratios: one file's scale does not dominate."""
+    summary = {}
+    for key in ("relative_mae", "relative_quantile_loss"):
+        ratios = np.array([getattr(a, key) for a in items])
+        ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+        summary[key] = float(np.exp(np.mean(np.log(ratios)))) if ratios.size else float("nan")
+    return summary

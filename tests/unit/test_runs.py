@@ -52,7 +52,8 @@ def test_spike_in_the_window_scores_above_one():
     source.values[-2] += 60
     tsdb = FakeTSDB([source])
     result = run_anomaly_check(spec(), T0 + (N - 1) * STEP, tsdb, ENGINE)
-    assert result.anomalous_points == 1 and result.max_score > 5
+    # Calibrated scores are compressed (log1p): 60 noise levels out is about 3.
+    assert result.anomalous_points == 1 and result.max_score > 2.5
 
 
 def test_runs_are_deterministic_and_rewrites_are_identical():
@@ -134,4 +135,32 @@ def test_backfill_writes_the_same_samples_as_live_runs_of_each_slot():
         run_anomaly_check(spec(), slot, live, ENGINE)
     assert replayed.written == live.written
     assert result.scored_points == 2 * 5 * len(slots)
-    assert len(replayed.queries) == 1  # history fetched once
+    # The source and the raw scores stored before the range are each fetched once.
+    assert [q[0] for q in replayed.queries] == ['m', 'openanomaly_raw_score{pipeline="p"}']
+
+
+def test_a_series_whose_raw_scores_are_usually_large_is_judged_against_them():
+    source = periodic({}, noise=0.5)
+    source.values[-2] += 60
+    at = T0 + (N - 1) * STEP
+    quiet = FakeTSDB([source])
+    assert run_anomaly_check(spec(), at, quiet, ENGINE).anomalous_points == 1
+    (key, _), = quiet.series_named("openanomaly_raw_score").items()
+    raw_at_spike = quiet.written[key][at - STEP]
+
+    # The same data, after a day in which this series' raw scores were as large as the
+    # spike's: the spike is ordinary for it, and the written band widens to match.
+    noisy = FakeTSDB([source])
+    before = T0 + (N - 5) * STEP
+    times = np.arange(before - 1440 * STEP, before, STEP)
+    noisy.write([Series(dict(key), times, np.full(times.size, raw_at_spike * 1.5))])
+    result = run_anomaly_check(spec(), at, noisy, ENGINE)
+    assert result.anomalous_points == 0
+    assert any(q[0].startswith("quantile_over_time(0.99, openanomaly_raw_score")
+               for q in noisy.queries)
+    width = {}
+    for tsdb, name in ((quiet, "quiet"), (noisy, "noisy")):
+        lower = tsdb.series_named("openanomaly_yhat_lower").popitem()[1][at]
+        upper = tsdb.series_named("openanomaly_yhat_upper").popitem()[1][at]
+        width[name] = upper - lower
+    assert width["noisy"] > 2 * width["quiet"]

@@ -1,0 +1,91 @@
+"""From raw interval scores to alarms that mean the same on every series.
+
+A model's band is right for some series and too narrow for others: on a series that the
+model forecasts poorly, a raw score of 3 is an ordinary hour. Three steps make the score
+comparable across series, all causal and per series:
+
+1. Compression: ``log1p(raw)``, so a few extreme points do not dominate what follows.
+2. Calibration: divided by the series' own recent ``calibration_quantile`` of compressed
+   scores, but never by less than 1: where the model's band is right, a point alarms once
+   it is e - 1 (about 1.7) half-widths of the band from the median (a 10-90 % band leaves
+   a fifth of ordinary points outside it); where the band is too narrow, the threshold
+   rises to what is unusual for that series.
+3. Suppression: after an alarm, a point alarms again only when it is stronger than every
+   point of the previous ``suppression_window``, so one incident gives one alert rather
+   than one per point.
+
+The history each step needs is two numbers per series, the quantile and the maximum of the
+raw scores before the points being scored, so a database computes them server-side
+(``quantile_over_time`` and ``max_over_time`` of the raw score series) and an in-memory
+replay computes them from its own past scores. Both then call ``calibrate``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from openanomaly.domain.series import FloatArray
+
+# The smallest divisor: a raw score of e - 1 scores 1 on a series with a quiet history.
+_MIN_SCALE = 1.0
+
+
+@dataclass(frozen=True)
+class ScoreHistory:
+    """Per series, over the raw scores before the points being scored (NaN if none)."""
+
+    quantile: FloatArray
+    """The calibration quantile of the raw scores over the calibration window."""
+    peak: FloatArray
+    """The largest raw score over the suppression window."""
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    score: FloatArray
+    """(n_series, n_points): above 1 is an alarm."""
+    band_factor: FloatArray
+    """(n_series,): how much wider than the model's band the calibrated band is; its
+    edges are where an unsuppressed point scores exactly 1."""
+
+
+def scale_of(quantile: FloatArray) -> FloatArray:
+    """The divisor of compressed scores for a history quantile (NaN: no history yet)."""
+    with np.errstate(invalid="ignore"):
+        compressed = np.log1p(np.maximum(np.nan_to_num(quantile, nan=0.0), 0.0))
+    return np.maximum(compressed, _MIN_SCALE)
+
+
+def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True) -> Calibrated:
+    """Calibrated (and, with ``suppress``, de-duplicated) scores of ``raw`` (n, m)."""
+    scale = scale_of(history.quantile)
+    with np.errstate(invalid="ignore"):
+        level = np.log1p(np.maximum(raw, 0.0)) / scale[:, None]
+    band_factor = np.expm1(scale)
+    if not suppress:
+        return Calibrated(level, band_factor)
+    earlier = np.log1p(np.maximum(np.nan_to_num(history.peak, nan=0.0), 0.0)) / scale
+    # Strongest point before each point: the history's peak, then the running maximum of
+    # the points already scored in this call (NaN points do not count).
+    running = np.maximum.accumulate(np.nan_to_num(level, nan=0.0), axis=1)
+    before = np.concatenate([earlier[:, None], running[:, :-1]], axis=1)
+    before = np.maximum(before, earlier[:, None])
+    return Calibrated(level / np.maximum(before, 1.0), band_factor)
+
+
+def history_of(past: FloatArray, quantile: float, calibration_points: int,
+               suppression_points: int) -> ScoreHistory:
+    """ScoreHistory from past raw scores held in memory, (n, t) oldest first: the same
+    statistics a database returns over the same windows."""
+    window = past[:, -calibration_points:] if calibration_points > 0 else past[:, :0]
+    recent = past[:, -suppression_points:] if suppression_points > 0 else past[:, :0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, on purpose
+        q = (np.nanquantile(window, quantile, axis=1) if window.shape[1]
+             else np.full(past.shape[0], np.nan))
+        peak = (np.nanmax(recent, axis=1) if recent.shape[1]
+                else np.full(past.shape[0], np.nan))
+    return ScoreHistory(np.asarray(q, dtype=float), np.asarray(peak, dtype=float))
