@@ -10,7 +10,6 @@ import numpy as np
 from openanomaly.domain.errors import DuplicateSamples
 from openanomaly.domain.series import Series
 
-
 _OVER_TIME = re.compile(
     r'^(?P<function>quantile_over_time|max_over_time)\((?:(?P<quantile>[0-9.]+), )?'
     r'(?P<name>\w+)\{pipeline="(?P<pipeline>[^"]+)"\}\[(?P<seconds>\d+)s\]\)$')
