@@ -24,6 +24,7 @@ from openanomaly.services.nab_benchmark import (
     Accuracy,
     Replayed,
     ReplayInput,
+    grid_positions,
     replay,
     replay_file,
 )
@@ -84,8 +85,11 @@ def run_nab(
     jobs: int = 1,
 ) -> list[ProfileResult]:
     corpus = load_corpus(data)
-    items = [ReplayInput(f.name, f.values, f.windows, step_seconds(f.timestamps_ms))
-             for f in corpus]
+    items = []
+    for f in corpus:
+        step = step_seconds(f.timestamps_ms)
+        items.append(ReplayInput(f.name, f.values, f.windows, step,
+                                 grid_positions(f.timestamps_ms, step * 1000)))
     started = time.perf_counter()
     replayed = replay_corpus(items, models, scoring, model, horizon, context, jobs)
     seconds = time.perf_counter() - started

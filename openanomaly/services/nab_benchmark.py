@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from openanomaly.domain.detection import calibrate, history_of
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
@@ -35,6 +36,16 @@ class ReplayInput:
     values: FloatArray
     windows: tuple[tuple[int, int], ...]
     step_seconds: float = 300.0
+    positions: npt.NDArray[np.int64] | None = None
+    """Each row's place on the step grid (see ``grid_positions``); None: rows are the grid."""
+
+
+def grid_positions(timestamps_ms: npt.NDArray[np.int64], step_ms: float) -> npt.NDArray[np.int64]:
+    """Where each row falls on a regular grid of ``step_ms`` from the first row, as a
+    database query on the pipeline's step would place it: missing steps become gaps, a
+    repeated or backwards stamp shares the cell of the row before it."""
+    offsets = np.rint((timestamps_ms - timestamps_ms[0]) / step_ms).astype(np.int64)
+    return np.maximum.accumulate(offsets)
 
 
 @dataclass(frozen=True)
@@ -108,9 +119,30 @@ def replay_file(
     item: ReplayInput, scoring: ScoringSpec, engine: ModelEngine, model: str,
     horizon: int, context: int,
 ) -> Replayed:
+    """Replay on the step grid, where gaps are NaN as in production, and report one
+    score per row of the file."""
+    if item.positions is None:
+        return _replay_grid(item, scoring, engine, model, horizon, context)
+    positions = item.positions
+    grid = np.full(int(positions[-1]) + 1, np.nan)
+    grid[positions] = item.values  # a repeated stamp keeps the later row's value
+    first_scored = int(positions[max(probation_rows(item.values.size), 8)])
+    on_grid = _replay_grid(ReplayInput(item.name, grid, (), item.step_seconds), scoring,
+                           engine, model,
+                           horizon, context, first_scored)
+    scores = on_grid.labelled.scores[positions]
+    scores[:max(probation_rows(item.values.size), 8)] = np.nan
+    return Replayed(LabelledScores(item.name, scores, item.windows),
+                    on_grid.median[positions], on_grid.accuracy)
+
+
+def _replay_grid(
+    item: ReplayInput, scoring: ScoringSpec, engine: ModelEngine, model: str,
+    horizon: int, context: int, first_scored: int | None = None,
+) -> Replayed:
     values = item.values
     rows = values.size
-    start = max(probation_rows(rows), 8)
+    start = first_scored if first_scored is not None else max(probation_rows(rows), 8)
     origins = list(range(start, rows, horizon))
     contexts = np.full((len(origins), context), np.nan)
     actuals = np.full((len(origins), horizon), np.nan)
