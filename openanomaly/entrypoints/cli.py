@@ -324,6 +324,35 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
             click.echo, jobs)
 
 
+@bench.command("nab-report")
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="A NAB folder holding data/ and labels/combined_windows.json.")
+@click.option("--configurations", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("benchmarks/nab_configurations.yaml"), show_default=True,
+              help="YAML listing the detector configurations to compare.")
+@click.option("--horizon", default=48, show_default=True, type=click.IntRange(1))
+@click.option("--context", default=2048, show_default=True, type=click.IntRange(8))
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("docs/benchmarks.md"),
+              show_default=True)
+@click.pass_context
+@_friendly_errors
+def bench_nab_report(ctx: click.Context, data: Path, configurations: Path, horizon: int,
+                     context: int, jobs: int, out: Path) -> None:
+    """Replay every configuration of CONFIGURATIONS on NAB and write the results page."""
+    from openanomaly.adapters.models.settings import default_models
+    from openanomaly.entrypoints.nab_report import write_report
+
+    config = _optional_config(ctx)
+    models = config.models if config is not None else default_models()
+    setup_logging("WARNING")
+    command = ("openanomaly benchmark nab-report " + " ".join(
+        [f"--data {data}", f"--configurations {configurations}", f"--jobs {jobs}",
+         f"--out {out}"]))
+    write_report(data, configurations, models, horizon, context, jobs, out, command,
+                 click.echo)
+
+
 cli.add_command(bench, name="benchmark")
 
 

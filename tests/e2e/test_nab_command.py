@@ -58,3 +58,39 @@ def test_benchmark_nab_on_a_folder_without_labels_is_a_clear_error(tmp_path):
         [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(tmp_path / "none"),
          "benchmark", "nab", "--data", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "combined_windows.json" in done.stderr
+
+
+def test_nab_report_compares_configurations_in_markdown(tmp_path):
+    write_corpus(tmp_path / "nab")
+    configurations = tmp_path / "configurations.yaml"
+    configurations.write_text(
+        "models:\n  naive-pair:\n    backend: ensemble\n"
+        "    members: [seasonal_naive, seasonal_naive]\n"
+        "configurations:\n"
+        "  - name: raw\n    model: seasonal_naive\n"
+        "    scoring: {calibration_window: null, suppression_window: null}\n"
+        "  - name: default\n    model: naive-pair\n")
+    out = tmp_path / "benchmarks.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(tmp_path / "none"),
+         "benchmark", "nab-report", "--data", str(tmp_path / "nab"), "--configurations",
+         str(configurations), "--jobs", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| raw |")
+            or line.startswith("| default |")]
+    assert len(rows) == 2 and "| naive-pair |" in rows[1]
+    assert "| Numenta HTM | 73.6 | 66.2 | 77.0 |" in page
+    assert "openanomaly benchmark nab-report --data" in page
+
+
+def test_nab_report_with_an_unknown_model_is_a_clear_error(tmp_path):
+    write_corpus(tmp_path / "nab")
+    configurations = tmp_path / "configurations.yaml"
+    configurations.write_text("configurations:\n  - name: x\n    model: gpt\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(tmp_path / "none"),
+         "benchmark", "nab-report", "--data", str(tmp_path / "nab"), "--configurations",
+         str(configurations)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown model 'gpt'" in done.stderr
