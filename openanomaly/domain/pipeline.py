@@ -78,6 +78,12 @@ class ScoringSpec(_Strict):
         "of this window before it (one incident, one alert); needs calibration_window",
     )
 
+    reanchor_shifts: bool = Field(
+        default=False,
+        description="after a confirmed level shift, forecast from the new level (the "
+        "context before the shift is moved by the jump)",
+    )
+
     @model_validator(mode="after")
     def _suppression_needs_calibration(self) -> ScoringSpec:
         if self.suppression_window is not None and self.calibration_window is None:

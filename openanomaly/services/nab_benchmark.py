@@ -24,6 +24,7 @@ from openanomaly.domain.nab_scoring import LabelledScores, probation_rows
 from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.domain.scoring import band_quantiles, noise_level, score
 from openanomaly.domain.series import FloatArray
+from openanomaly.domain.shifts import reanchor
 from openanomaly.ports import ModelEngine
 
 BASELINE = "seasonal_naive"
@@ -151,6 +152,8 @@ def _replay_grid(
         contexts[index, context - past.size:] = past
         ahead = values[origin:origin + horizon]
         actuals[index, :ahead.size] = ahead
+    if scoring.reanchor_shifts:
+        contexts = reanchor(contexts)
     quantiles = tuple(sorted({*band_quantiles(scoring), *ACCURACY_QUANTILES}))
     request = ForecastRequest(contexts, horizon, quantiles, item.step_seconds)
     forecast = engine.forecast(model, request)

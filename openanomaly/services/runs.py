@@ -30,6 +30,7 @@ from openanomaly.domain.output import (
 from openanomaly.domain.pipeline import Mode, PipelineSpec
 from openanomaly.domain.scoring import band_quantiles, noise_level, score
 from openanomaly.domain.series import Series, SeriesBatch, align
+from openanomaly.domain.shifts import reanchor
 from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ModelEngine, TSDBClient
 
@@ -127,6 +128,8 @@ def check_slots(
         batch.values[:, end - window - context + 1:end - window + 1] for end in end_indices
     ])
     actuals = np.concatenate([batch.values[:, end - window + 1:end + 1] for end in end_indices])
+    if spec.scoring.reanchor_shifts:
+        contexts = reanchor(contexts)
     forecast = engine.forecast(spec.model, ForecastRequest(
         contexts, window, band_quantiles(spec.scoring), spec.step))
     scored = score(spec.scoring, actuals, forecast, noise_level(contexts))
@@ -168,6 +171,8 @@ def forecast_ahead(
     forecast by exactly one run and no run overwrites another's samples.
     """
     context = batch.values[:, end_index - spec.context_steps + 1:end_index + 1]
+    if spec.scoring.reanchor_shifts:
+        context = reanchor(context)
     horizon = spec.horizon_steps
     forecast: QuantileForecast = engine.forecast(spec.model, ForecastRequest(
         context, horizon, FORECAST_QUANTILES, spec.step))
