@@ -9,11 +9,19 @@ from collections.abc import Callable
 import numpy as np
 
 from openanomaly.domain.detection import ScoreHistory, history_of
-from openanomaly.domain.output import RAW_SCORE
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ModelEngine, TSDBClient
-from openanomaly.services.runs import RunResult, check_slots, fetch, labels_of, summarise, write
+from openanomaly.services.runs import (
+    RunResult,
+    check_slots,
+    fetch,
+    labels_of,
+    raw_score_selector,
+    row_of,
+    summarise,
+    write,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +57,10 @@ class MemoryHistory:
             return
         step = spec.step_ms
         start, end = first_window_ms - keep * step, first_window_ms - step
-        selector = f'{spec.output.prefix}{RAW_SCORE}{{pipeline="{spec.name}"}}'
-        index = {frozenset(one.items()): i for i, one in enumerate(labels)}
+        find = row_of(labels)
         self.past = np.full((len(labels), keep), np.nan)
-        for found in tsdb.query_range(selector, start, end, step):
-            key = frozenset((k, v) for k, v in found.labels.items() if k != "__name__")
-            row = index.get(key)
+        for found in tsdb.query_range(raw_score_selector(spec), start, end, step):
+            row = find(found.labels)
             if row is not None:
                 columns = (found.timestamps_ms - start) // step
                 self.past[row, columns] = found.values

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,19 +86,29 @@ HistoryOf = Callable[[int, np.ndarray], ScoreHistory]
 given k and that window's raw scores (n_series, window); called for k = 0, 1, ... in order."""
 
 
+def raw_score_selector(spec: PipelineSpec) -> str:
+    return f'{spec.output.prefix}{RAW_SCORE}{{pipeline="{spec.name}"}}'
+
+
+def row_of(labels: list[dict[str, str]]) -> Callable[[Mapping[str, str]], int | None]:
+    """Finds the source series an output series (with or without __name__) belongs to."""
+    index = {frozenset(one.items()): i for i, one in enumerate(labels)}
+    return lambda found: index.get(frozenset(
+        (k, v) for k, v in found.items() if k != "__name__"))
+
+
 def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, str]],
                    before_ms: int) -> ScoreHistory:
     """The statistics of the raw scores earlier runs wrote, computed by the database over
     the calibration and suppression windows ending just before ``before_ms``."""
     scoring = spec.scoring
-    selector = f'{spec.output.prefix}{RAW_SCORE}{{pipeline="{spec.name}"}}'
-    index = {frozenset(one.items()): i for i, one in enumerate(labels)}
+    selector = raw_score_selector(spec)
+    find = row_of(labels)
 
     def per_series(query: str) -> np.ndarray:
         values = np.full(len(labels), np.nan)
         for found in tsdb.query_range(query, before_ms - 1, before_ms - 1, spec.step_ms):
-            found_labels = {k: v for k, v in found.labels.items() if k != "__name__"}
-            i = index.get(frozenset(found_labels.items()))
+            i = find(found.labels)
             if i is not None and found.values.size:
                 values[i] = found.values[-1]
         return values
