@@ -87,12 +87,7 @@ def run_nab(
     horizon: int, context: int, out: Path | None, echo: Callable[[str], None],
     jobs: int = 1,
 ) -> list[ProfileResult]:
-    corpus = load_corpus(data)
-    items = []
-    for f in corpus:
-        step = step_seconds(f.timestamps_ms)
-        items.append(ReplayInput(f.name, f.values, f.windows, step,
-                                 grid_positions(f.timestamps_ms, step * 1000)))
+    items = corpus_items(data)
     started = time.perf_counter()
     replayed = replay_corpus(items, models, scoring, model, horizon, context, jobs)
     seconds = time.perf_counter() - started
@@ -119,7 +114,7 @@ def run_nab(
              f"{tuned_file.false_alarms:>4}  |  {deploy_file.hits:>2} / {deploy_file.misses:>2}"
              f" / {deploy_file.false_alarms:>5}   {file_result.accuracy.relative_mae:6.3f} "
              f"{file_result.accuracy.relative_quantile_loss:6.3f}")
-    echo(f"\nreplayed {len(corpus)} files with {model} in {seconds:.0f}s ({jobs} job(s))")
+    echo(f"\nreplayed {len(items)} files with {model} in {seconds:.0f}s ({jobs} job(s))")
     if out is not None:
         out.write_text(json.dumps({
             "model": model, "scoring": scoring.model_dump(mode="json"), "horizon": horizon,
@@ -128,6 +123,16 @@ def run_nab(
                          "files": [vars(f) for f in r.files]} for r in results],
         }, indent=2, default=str))
     return results
+
+
+def corpus_items(data: Path) -> list[ReplayInput]:
+    """The NAB files of ``data``, each with its step and its rows' places on the grid."""
+    items = []
+    for f in load_corpus(data):
+        step = step_seconds(f.timestamps_ms)
+        items.append(ReplayInput(f.name, f.values, f.windows, step,
+                                 grid_positions(f.timestamps_ms, step * 1000)))
+    return items
 
 
 def step_seconds(timestamps_ms: np.ndarray) -> float:
@@ -196,12 +201,7 @@ def write_report(
 ) -> None:
     """Replay every configuration and write the comparison page."""
     configurations, all_models = load_configurations(configurations_path, models)
-    corpus = load_corpus(data)
-    items = []
-    for f in corpus:
-        step = step_seconds(f.timestamps_ms)
-        items.append(ReplayInput(f.name, f.values, f.windows, step,
-                                 grid_positions(f.timestamps_ms, step * 1000)))
+    items = corpus_items(data)
     rows = []
     started = time.perf_counter()
     for configuration in configurations:
@@ -217,7 +217,7 @@ def write_report(
         rows.append((configuration, tuned, deployable, accuracy, time.perf_counter() - began))
         echo(f"  standard {tuned[0]:.1f}, deployable {deployable[0]:.1f}")
     total = time.perf_counter() - started
-    out.write_text(_markdown(rows, len(corpus), data, horizon, context, jobs, total, command))
+    out.write_text(_markdown(rows, len(items), data, horizon, context, jobs, total, command))
     echo(f"wrote {out}")
 
 
