@@ -9,6 +9,7 @@ alarms (0) and one that alarms at each window's first row (100).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,13 +79,21 @@ def _row_values(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """For every row: the index of the window holding it (-1 outside all), and what an
     alarm there is worth (the tp credit inside a window, the fp cost outside)."""
-    rows = labelled.scores.size
+    return _row_table(labelled.scores.size, labelled.windows, profile)
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_table(
+    rows: int, windows: tuple[tuple[int, int], ...], profile: Profile
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    # Depends on the file's shape and labels only, not its scores: built once per file and
+    # profile, however many thresholds and configurations are scored against it.
     window_of = np.full(rows, -1, dtype=np.int64)
     value = np.zeros(rows)
     top = scaled_sigmoid(-1.0)
     previous_end: int | None = None
     previous_width = 0
-    ends = sorted(enumerate(labelled.windows), key=lambda item: item[1][0])
+    ends = sorted(enumerate(windows), key=lambda item: item[1][0])
     cursor = 0
     for row in range(rows):
         while cursor < len(ends) and ends[cursor][1][1] < row:
@@ -101,6 +110,8 @@ def _row_values(
         else:
             spread = max(previous_width - 1, 1)
             value[row] = profile.fp * scaled_sigmoid(abs(row - previous_end) / spread)
+    window_of.setflags(write=False)
+    value.setflags(write=False)
     return window_of, value
 
 

@@ -27,6 +27,7 @@ def reanchor(contexts: FloatArray, confirm: int = 12, k: float = 6.0,
     if c < confirm * 2 + 2:
         return out
     noise = np.nan_to_num(noise_level(contexts), nan=0.0)
+    margin = k * noise
     split = np.zeros(n, dtype=np.int64)
     jump = np.zeros(n)
     with warnings.catch_warnings():
@@ -35,7 +36,6 @@ def reanchor(contexts: FloatArray, confirm: int = 12, k: float = 6.0,
             after = contexts[:, c - age:]
             before_level = np.nanmedian(contexts[:, c - age - confirm:c - age], axis=1)
             step = np.nanmedian(after, axis=1) - before_level
-            margin = k * noise
             above = np.nanmin(after, axis=1) > before_level + margin
             below = np.nanmax(after, axis=1) < before_level - margin
             found = (above | below) & (noise > 0) & np.isfinite(step)

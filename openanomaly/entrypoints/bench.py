@@ -74,9 +74,9 @@ def run_bench(
     echo(header)
     echo("-" * len(header))
     with tempfile.TemporaryDirectory(prefix="openanomaly-bench-") as tmp:
+        models = dict(config.models) if config else {}
         for name in names:
             settings, weights = resolve(name, config, device, Path(tmp), max(batches))
-            models = dict(config.models) if config else {}
             engine = LocalModelEngine({**models, name: settings})
             started = time.perf_counter()
             engine.get(name)

@@ -112,7 +112,7 @@ def celery_settings(config: AppConfig) -> dict[str, Any]:
         # A standby beat takes over once the leader stopped renewing its lock this long.
         "redbeat_lock_timeout": int(scheduler.lock_timeout),
         # Plain `celery -A openanomaly.entrypoints.celery_app beat` gets the same scheduler.
-        "beat_scheduler": "openanomaly.entrypoints.celery_app:BeatScheduler",
+        "beat_scheduler": BEAT_SCHEDULER,
         "beat_max_loop_interval": beat_max_interval(config),
         "task_serializer": "json",
         "result_serializer": "json",

@@ -51,7 +51,7 @@ class MemoryHistory:
         self.spec = spec
         self.calibration = round((scoring.calibration_window or 0) / spec.step)
         self.suppression = round((scoring.suppression_window or 0) / spec.step)
-        keep = max(self.calibration, self.suppression)
+        self.keep = keep = max(self.calibration, self.suppression)
         self.past = np.full((len(labels), 0), np.nan)
         if scoring.calibration_window is None or keep == 0:
             return
@@ -68,8 +68,7 @@ class MemoryHistory:
     def next_slot(self, _slot: int, raw: np.ndarray) -> ScoreHistory:
         history = history_of(self.past, self.spec.scoring.calibration_quantile,
                              self.calibration, self.suppression)
-        keep = max(self.calibration, self.suppression)
-        self.past = np.concatenate([self.past, raw], axis=1)[:, -keep:]
+        self.past = np.concatenate([self.past, raw], axis=1)[:, -self.keep:]
         return history
 
 

@@ -76,6 +76,11 @@ class Replayed:
     accuracy: Accuracy
 
 
+def first_scored_row(rows: int) -> int:
+    """After NAB's probation, and never before the model has a few rows of context."""
+    return max(probation_rows(rows), 8)
+
+
 def rows_of(seconds: float | None, step_seconds: float) -> int:
     return 0 if seconds is None else max(1, round(seconds / step_seconds))
 
@@ -127,12 +132,13 @@ def replay_file(
     positions = item.positions
     grid = np.full(int(positions[-1]) + 1, np.nan)
     grid[positions] = item.values  # a repeated stamp keeps the later row's value
-    first_scored = int(positions[max(probation_rows(item.values.size), 8)])
+    first = first_scored_row(item.values.size)
+    first_scored = int(positions[first])
     on_grid = _replay_grid(ReplayInput(item.name, grid, (), item.step_seconds), scoring,
                            engine, model,
                            horizon, context, first_scored)
     scores = on_grid.labelled.scores[positions]
-    scores[:max(probation_rows(item.values.size), 8)] = np.nan
+    scores[:first] = np.nan
     return Replayed(LabelledScores(item.name, scores, item.windows),
                     on_grid.median[positions], on_grid.accuracy)
 
@@ -143,7 +149,7 @@ def _replay_grid(
 ) -> Replayed:
     values = item.values
     rows = values.size
-    start = first_scored if first_scored is not None else max(probation_rows(rows), 8)
+    start = first_scored if first_scored is not None else first_scored_row(rows)
     origins = list(range(start, rows, horizon))
     contexts = np.full((len(origins), context), np.nan)
     actuals = np.full((len(origins), horizon), np.nan)

@@ -38,7 +38,6 @@ class EmbeddedScheduler:
         self._stop = threading.Event()
         self._next: dict[str, int] = {}
         self._running: dict[str, Future[object]] = {}
-        self.runs_started = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,7 +79,6 @@ class EmbeddedScheduler:
                 log.warning("previous run still going; slot skipped",
                             extra={"pipeline": name, "slot": slot})
                 continue
-            self.runs_started += 1
             self._running[name] = pool.submit(self._guarded, run_pipeline, spec, slot)
 
     @staticmethod
