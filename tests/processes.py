@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis
 
 CLI = [sys.executable, "-m", "openanomaly.entrypoints.cli"]
@@ -173,10 +174,11 @@ def failover_once(workdir: Path, prometheus_url: str, redis_url: str, tag: str,
     return FailoverResult(gap, first, target, runs)
 
 
-def raw_sample_times(prometheus_url: str, selector: str, start_ms: int, end_ms: int) -> list[int]:
-    """Timestamps (ms) of the samples stored for ``selector`` in [start, end]: a range
-    selector returns each stored sample once, where query_range would fill gaps with the
-    latest earlier sample."""
+def stored_samples(prometheus_url: str, selector: str, start_ms: int, end_ms: int,
+                   ) -> dict[frozenset[tuple[str, str]], tuple[np.ndarray, np.ndarray]]:
+    """Every sample stored for ``selector`` in [start, end], per series: a range selector
+    returns each stored sample once, where query_range would fill gaps with the latest
+    earlier sample."""
     import httpx
 
     window_s = (end_ms - start_ms) // 1000 + 1
@@ -184,5 +186,16 @@ def raw_sample_times(prometheus_url: str, selector: str, start_ms: int, end_ms: 
                          params={"query": f"{selector}[{window_s}s]", "time": end_ms / 1000},
                          timeout=30)
     response.raise_for_status()
-    return sorted(round(float(t) * 1000) for item in response.json()["data"]["result"]
-                  for t, _ in item["values"])
+    out = {}
+    for item in response.json()["data"]["result"]:
+        pairs = item["values"]
+        out[frozenset(item["metric"].items())] = (
+            np.array([round(float(t) * 1000) for t, _ in pairs], dtype=np.int64),
+            np.array([float(v) for _, v in pairs]))
+    return out
+
+
+def raw_sample_times(prometheus_url: str, selector: str, start_ms: int, end_ms: int) -> list[int]:
+    """Timestamps (ms) of the samples stored for ``selector`` in [start, end]."""
+    found = stored_samples(prometheus_url, selector, start_ms, end_ms)
+    return sorted(int(t) for times, _ in found.values() for t in times)

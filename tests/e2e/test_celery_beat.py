@@ -4,14 +4,13 @@ catch up the slots missed since the last completed one and write their scores.""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
 from tests.e2e.test_cli import recent_history, valid_config, write_config
+from tests.processes import CLI
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
 
-CLI = [sys.executable, "-m", "openanomaly.entrypoints.cli"]
 STEP_MS = 5000
 
 

@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -11,9 +10,9 @@ from celery import Celery
 
 from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
 from tests.e2e.test_cli import recent_history, valid_config, write_config
+from tests.processes import CLI
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
 
-CLI = [sys.executable, "-m", "openanomaly.entrypoints.cli"]
 STEP_MS = 5000
 TASK = "openanomaly.run_anomaly_check"
 

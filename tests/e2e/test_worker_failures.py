@@ -14,14 +14,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import redis
@@ -36,14 +34,13 @@ from openanomaly.domain.series import Series
 from openanomaly.entrypoints.celery_app import celery_settings
 from openanomaly.services.runs import run_pipeline
 from tests.e2e.test_cli import recent_history, valid_config, write_config
+from tests.processes import CLI, stored_samples
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
 from tests.slow_model import SLEEP_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "openanomaly.entrypoints.cli"]
 TASK = "openanomaly.run_pipeline"
 PIPELINE = "slow"
-STEP_MS = 5000
 SEASON = "1m"
 MODEL_SLEEP_S = 4
 # Small limits so a dead worker's task comes back within the test. The visibility timeout
@@ -206,18 +203,9 @@ def start_slow_run(s: Setup) -> tuple[str, Worker]:
 
 def raw_samples(s: Setup) -> SampleMap:
     """Every sample stored in Prometheus of the pipeline's output series (no lookback)."""
-    selector = f'{{source_metric="{s.metric}",pipeline="{PIPELINE}"}}[30m]'
-    at = (s.slot + 10 * 60_000) / 1000
-    response = httpx.get(f"{s.prometheus_url}/api/v1/query",
-                         params={"query": selector, "time": at}, timeout=30)
-    response.raise_for_status()
-    out: SampleMap = {}
-    for item in response.json()["data"]["result"]:
-        pairs = item["values"]
-        out[frozenset(item["metric"].items())] = (
-            np.array([round(float(t) * 1000) for t, _ in pairs], dtype=np.int64),
-            np.array([float(v) for _, v in pairs]))
-    return out
+    return stored_samples(s.prometheus_url,
+                          f'{{source_metric="{s.metric}",pipeline="{PIPELINE}"}}',
+                          s.slot - 20 * 60_000, s.slot + 10 * 60_000)
 
 
 def clean_run(s: Setup) -> tuple[SampleMap, int]:
