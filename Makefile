@@ -12,9 +12,11 @@ demo: $(READY)
 test: $(READY) system-deps
 	$(BIN)/python -m pytest
 
+# Style, types, and the import rules of docs/architecture.md ([tool.importlinter]).
 lint: $(READY)
-	$(BIN)/ruff check openanomaly tests
+	$(BIN)/ruff check openanomaly tests benchmarks
 	$(BIN)/mypy openanomaly
+	$(BIN)/lint-imports
 
 # Prometheus and Redis for the tests, from Debian's packages, when they are missing.
 system-deps:

@@ -1,25 +1,54 @@
-"""The composition root: reads AppConfig and wires adapters to services."""
+"""The composition root: the one place that reads AppConfig and wires adapters to services.
+
+One builder per kind of process. Each takes its adapters as keyword arguments whose
+default is the real adapter built from the configuration, so tests pass fakes instead.
+
+| process                                       | builder              |
+| --------------------------------------------- | -------------------- |
+| `run`, `run-once`, `backfill`, `check-config` | ``bootstrap``        |
+| Celery worker (`worker`) and beat's dispatch  | ``bootstrap_worker`` |
+| beat (the pipeline store it reconciles)       | ``bootstrap_beat``   |
+| `serve-model`                                 | ``model_server_engine`` |
+| `status`                                      | ``bootstrap_status`` |
+| `benchmark models` / `benchmark nab`          | ``benchmark_engine``, ``benchmark_model`` |
+| `demo`                                        | ``demo_prometheus``, then ``bootstrap`` |
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from openanomaly.adapters.config.yaml_store import YamlConfigStore
+from openanomaly.adapters.datasets.nab import NabFile, load_corpus
 from openanomaly.adapters.models.local_engine import LocalModelEngine
+from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
+from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.config import AppConfig, load_config
 from openanomaly.domain.pipeline import PipelineSpec
-from openanomaly.ports import ConfigStore, ModelEngine, Scheduler, TSDBClient
+from openanomaly.ports import ConfigStore, ModelEngine, Scheduler, SlotLedger, TSDBClient
 from openanomaly.services import backfill as backfill_service
-from openanomaly.services import runs
+from openanomaly.services import runs, slot_workflow
 from openanomaly.services.runs import RunResult
+
+if TYPE_CHECKING:  # redis comes with the distributed extra, imported where it is used
+    import redis
+
+
+def _close(adapter: object) -> None:
+    close = getattr(adapter, "close", None)
+    if close is not None:
+        close()
 
 
 @dataclass
 class App:
+    """The adapters of one process that runs pipelines, and the services on them."""
+
     config: AppConfig
     tsdb: TSDBClient
     engine: ModelEngine
@@ -35,12 +64,14 @@ class App:
         return backfill_service.backfill(spec, start_ms, end_ms, self.tsdb, self.engine, progress)
 
     def scheduler(self) -> Scheduler:
-        return EmbeddedScheduler(self.store, max_workers=self.config.scheduler.max_workers)
+        settings = self.config.scheduler
+        return EmbeddedScheduler(self.store, max_workers=settings.max_workers,
+                                 max_retries=settings.max_retries,
+                                 retry_backoff_max=settings.retry_backoff_max)
 
     def close(self) -> None:
-        close = getattr(self.tsdb, "close", None)
-        if close is not None:
-            close()
+        _close(self.tsdb)
+        _close(self.engine)
 
 
 def build_store(config: AppConfig) -> ConfigStore:
@@ -51,14 +82,122 @@ def build_store(config: AppConfig) -> ConfigStore:
                            reload=lambda: load_config(path).pipelines)
 
 
-def build_app(config: AppConfig) -> App:
+def build_engine(config: AppConfig) -> LocalModelEngine:
+    return LocalModelEngine(config.models, cache_mb=config.inference.cache_mb)
+
+
+def bootstrap(
+    config: AppConfig, *, tsdb: TSDBClient | None = None, engine: ModelEngine | None = None,
+    store: ConfigStore | None = None,
+) -> App:
+    """The embedded service and the one-off commands: every adapter in this process."""
     return App(
         config=config,
-        tsdb=PrometheusAdapter(config.prometheus),
-        engine=LocalModelEngine(config.models, cache_mb=config.inference.cache_mb),
-        store=build_store(config),
+        tsdb=tsdb if tsdb is not None else PrometheusAdapter(config.prometheus),
+        engine=engine if engine is not None else build_engine(config),
+        store=store if store is not None else build_store(config),
     )
 
 
 def load_app(path: str | Path | None = None) -> App:
-    return build_app(load_config(path))
+    return bootstrap(load_config(path))
+
+
+# -- the distributed deployment -------------------------------------------------------------
+
+# A claim outlives the hard time limit by this much, so a live task never loses its slot
+# while a killed one frees it soon after.
+CLAIM_MARGIN_S = 60
+
+
+def redis_ledger(config: AppConfig) -> SlotLedger:
+    from openanomaly.adapters.redis_connection import redis_client
+    from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
+
+    return RedisSlotLedger(redis_client(config.redis))
+
+
+@dataclass
+class Worker:
+    """A Celery worker process: the App's adapters plus the shared slot ledger."""
+
+    app: App
+    ledger: SlotLedger
+    claim_ttl_ms: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        limit = self.app.config.scheduler.task_time_limit
+        self.claim_ttl_ms = int((limit + CLAIM_MARGIN_S) * 1000)
+
+    def execute(self, delivery: slot_workflow.Delivery) -> dict[str, Any]:
+        return slot_workflow.execute_slot(delivery, self.app.store, self.ledger, self.app.tsdb,
+                                          self.app.engine, self.claim_ttl_ms)
+
+    def dispatch(self, pipeline: str, send: slot_workflow.SendRun,
+                 task_id: str = "") -> dict[str, Any]:
+        horizon_ms = int(self.app.config.scheduler.catch_up_horizon * 1000)
+        return slot_workflow.dispatch(pipeline, self.app.store, self.ledger, horizon_ms, send,
+                                      task_id)
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def bootstrap_worker(
+    config: AppConfig, *, tsdb: TSDBClient | None = None, engine: ModelEngine | None = None,
+    store: ConfigStore | None = None, ledger: SlotLedger | None = None,
+) -> Worker:
+    app = bootstrap(config, tsdb=tsdb, engine=engine, store=store)
+    return Worker(app, ledger if ledger is not None else redis_ledger(config))
+
+
+def bootstrap_beat(config: AppConfig, *, store: ConfigStore | None = None) -> ConfigStore:
+    """Beat needs only the pipeline store it reconciles RedBeat's entries with."""
+    return store if store is not None else build_store(config)
+
+
+@dataclass
+class StatusSources:
+    """What `openanomaly status` reads: Redis (beat lock, queue) and the slot ledger."""
+
+    redis: redis.Redis
+    ledger: SlotLedger
+
+
+def bootstrap_status(config: AppConfig) -> StatusSources:
+    from openanomaly.adapters.redis_connection import redis_client
+    from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
+
+    client = redis_client(config.redis)
+    return StatusSources(client, RedisSlotLedger(client))
+
+
+# -- the model server, benchmarks and the demo ----------------------------------------------
+
+def model_server_engine(config: AppConfig) -> LocalModelEngine:
+    """The models `serve-model` serves, within the configured cache."""
+    return build_engine(config)
+
+
+def benchmark_engine(models: dict[str, ModelSettings]) -> LocalModelEngine:
+    """An engine for a benchmark run outside any configured service."""
+    return LocalModelEngine(models)
+
+
+def benchmark_model(name: str, config: AppConfig | None, device: str | None, folder: Path,
+                    batch: int) -> tuple[ModelSettings, str]:
+    """A benchmarked model's settings and where its weights come from (configured,
+    bundled, or a randomly initialised checkpoint built in ``folder``)."""
+    from openanomaly.adapters.models.presets import resolve
+
+    return resolve(name, config.models if config is not None else {}, device, folder, batch)
+
+
+def nab_corpus(folder: Path) -> list[NabFile]:
+    """The labelled files of a NAB folder (data/ and labels/combined_windows.json)."""
+    return load_corpus(folder)
+
+
+def demo_prometheus(data_dir: Path | None, binary: str) -> LocalPrometheus:
+    """A Prometheus of the demo's own, started on a free port when entered."""
+    return LocalPrometheus(data_dir, binary=binary)

@@ -22,7 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from openanomaly.adapters.models.settings import ModelSettings, default_models
+# Re-exported: entry points take config types from here, not from the adapters.
+from openanomaly.adapters.models.settings import ModelSettings as ModelSettings
+from openanomaly.adapters.models.settings import default_models as default_models
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
 from openanomaly.domain.errors import ConfigError
 from openanomaly.domain.pipeline import PipelineSpec
@@ -56,9 +58,14 @@ class SchedulerSettings(_Section):
         default=30.0, gt=0,
         description="celery beat: seconds before a standby takes over from a silent leader"
     )
+    max_retries: int = Field(
+        default=5, ge=0,
+        description="retries of a run that failed with a retryable error (database or model "
+        "server unreachable); configuration and query errors are never retried",
+    )
     retry_backoff_max: float = Field(
         default=300.0, gt=0,
-        description="celery: longest wait (seconds) before a failed run is retried"
+        description="longest wait (seconds) before a failed run is retried"
     )
     visibility_timeout: float | None = Field(
         default=None, gt=0,

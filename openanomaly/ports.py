@@ -1,10 +1,22 @@
-"""The four ports. Services depend on these protocols only; adapters implement them."""
+"""The ports. Services depend on these protocols only; adapters implement them.
+
+| port          | adapters                                                         |
+| ------------- | ---------------------------------------------------------------- |
+| TSDBClient    | adapters.tsdb.prometheus.PrometheusAdapter                       |
+| ModelEngine   | adapters.models.local_engine.LocalModelEngine,                   |
+|               | adapters.models.remote_engine.RemoteModelEngine                  |
+| ConfigStore   | adapters.config.yaml_store.YamlConfigStore                       |
+| Scheduler     | adapters.scheduler.embedded.EmbeddedScheduler (Celery beat runs  |
+|               | the distributed schedule: adapters.scheduler.redbeat_leader)     |
+| SlotLedger    | adapters.scheduler.slot_ledger.RedisSlotLedger                   |
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.series import Series
@@ -17,6 +29,24 @@ class TSDBClient(Protocol):
 
     def write(self, series: Sequence[Series]) -> None:
         """Push samples with remote write. Raises TSDBError subclasses on failure."""
+        ...
+
+    def ping(self) -> None:
+        """Check once that the database answers; TSDBError subclasses when it does not."""
+        ...
+
+    def read_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
+                     step_ms: int) -> list[Series]:
+        """The samples of ``metric`` (full name) that ``pipeline`` wrote, on the step grid
+        of [start, end]; labels without ``__name__`` may be kept or not."""
+        ...
+
+    def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
+                    quantile_window_ms: int, peak_window_ms: int | None,
+                    ) -> list[StoredScoreStats]:
+        """Per series of ``metric`` written by ``pipeline``: the ``quantile`` of its samples
+        in (at - quantile_window, at] and their maximum in (at - peak_window, at] (NaN
+        without a peak window), computed by the database."""
         ...
 
 
@@ -50,4 +80,49 @@ class Scheduler(Protocol):
         ...
 
     def stop(self) -> None:
+        ...
+
+
+class SlotLedger(Protocol):
+    """Which slots of which pipeline are claimed, done or failed, shared by every worker.
+
+    ``pipeline`` is a bookkeeping key: the pipeline's name, or ``name/mode`` for runs of
+    another mode than the pipeline's own.
+    """
+
+    def claim(self, pipeline: str, slot_ms: int, worker: str, ttl_ms: int) -> bool:
+        """True when ``worker`` now holds the slot; False when someone else does. The claim
+        expires after ``ttl_ms`` so a dead worker frees its slot."""
+        ...
+
+    def claimed_by(self, pipeline: str, slot_ms: int) -> str | None:
+        ...
+
+    def release(self, pipeline: str, slot_ms: int, worker: str) -> bool:
+        """Drop ``worker``'s claim; False when it no longer held it."""
+        ...
+
+    def done(self, pipeline: str, slot_ms: int) -> bool:
+        ...
+
+    def complete(self, pipeline: str, slot_ms: int, worker: str = "") -> int:
+        """Mark the slot done, move last-completed forward (never back), clear the last
+        error and drop ``worker``'s claim; returns last-completed."""
+        ...
+
+    def last_completed(self, pipeline: str) -> int | None:
+        ...
+
+    def record_error(self, pipeline: str, slot_ms: int, error: BaseException) -> None:
+        """Keep the latest failure (slot, type and message) until the next success."""
+        ...
+
+    def last_error(self, pipeline: str) -> dict[str, str] | None:
+        ...
+
+    def record_skipped(self, pipeline: str, count: int) -> None:
+        """Count slots that were missed and are too old to run."""
+        ...
+
+    def skipped(self, pipeline: str) -> int:
         ...

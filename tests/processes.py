@@ -134,13 +134,13 @@ def failover_once(workdir: Path, prometheus_url: str, redis_url: str, tag: str,
                   lock_timeout: float) -> FailoverResult:
     """Two beats and a worker; kill -9 the leader; run on until two slots after the
     standby took over; count how often each slot ran."""
-    from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+    from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.yaml"
     config.write_text(failover_config(prometheus_url, redis_url, tag, lock_timeout))
     client = redis.Redis.from_url(redis_url)
-    ledger = SlotLedger(client)
+    ledger = RedisSlotLedger(client)
     procs = [worker(config, workdir), beat(config, workdir, "beat-a")]
     try:
         first_beat = procs[1]

@@ -44,6 +44,16 @@ class ScoreHistory:
 
 
 @dataclass(frozen=True)
+class StoredScoreStats:
+    """What a database computes over the raw scores one output series holds."""
+
+    labels: dict[str, str]
+    """The output series' labels, without ``__name__``."""
+    quantile: float
+    peak: float
+
+
+@dataclass(frozen=True)
 class Calibrated:
     score: FloatArray
     """(n_series, n_points): above 1 is an alarm."""
@@ -89,3 +99,31 @@ def history_of(past: FloatArray, quantile: float, calibration_points: int,
         peak = (np.nanmax(recent, axis=1) if recent.shape[1]
                 else np.full(past.shape[0], np.nan))
     return ScoreHistory(np.asarray(q, dtype=float), np.asarray(peak, dtype=float))
+
+
+def window_points(seconds: float | None, step_seconds: float) -> int:
+    """Points of a calibration or suppression window on a step grid (0: no window)."""
+    return 0 if seconds is None else max(1, round(seconds / step_seconds))
+
+
+class RunningHistory:
+    """ScoreHistory for windows scored in time order, from raw scores held in memory: the
+    ``past`` before the first window (n, t) oldest first, then each window's own raw
+    scores, as successive live runs would find them in the database."""
+
+    def __init__(self, past: FloatArray, quantile: float, calibration_points: int,
+                 suppression_points: int) -> None:
+        self.quantile = quantile
+        self.calibration = calibration_points
+        self.suppression = suppression_points
+        self.keep = max(calibration_points, suppression_points)
+        self.past = self._recent(past)
+
+    def next_window(self, raw: FloatArray) -> ScoreHistory:
+        """The history before ``raw`` (n, m), which then joins the past."""
+        history = history_of(self.past, self.quantile, self.calibration, self.suppression)
+        self.past = self._recent(np.concatenate([self.past, raw], axis=1))
+        return history
+
+    def _recent(self, past: FloatArray) -> FloatArray:
+        return past[:, max(0, past.shape[1] - self.keep):]

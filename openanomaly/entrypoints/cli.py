@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from openanomaly import __version__
-from openanomaly.bootstrap import build_app
+from openanomaly.bootstrap import bootstrap
 from openanomaly.config import CONFIG_ENV, AppConfig, load_config
 from openanomaly.domain.errors import ConfigError, OpenAnomalyError
 from openanomaly.domain.timeutil import format_duration, from_ms, parse_time
@@ -23,6 +23,7 @@ from openanomaly.entrypoints.progress import backfill_with_bar
 
 log = logging.getLogger("openanomaly.cli")
 F = TypeVar("F", bound=Callable[..., Any])
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def _friendly_errors(func: F) -> F:
@@ -68,8 +69,8 @@ def _time(text: str) -> int:
 @click.option("--config", "-c", "config_path", type=click.Path(path_type=Path),
               envvar=CONFIG_ENV, default="config.yaml", show_default=True,
               help=f"Configuration file (or set {CONFIG_ENV}).")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
-              case_sensitive=False), default=None, help="Overrides logging.level of the config.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
+              help="Overrides logging.level of the config.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
     """OpenAnomaly: zero-shot anomaly detection for Prometheus metrics.
@@ -102,9 +103,9 @@ def check_config(ctx: click.Context, connect: bool) -> None:
             f"horizon={format_duration(spec.horizon)} schedule={spec.schedule_spec}"
         )
     if connect:
-        app = build_app(config)
+        app = bootstrap(config)
         try:
-            app.tsdb.ping()  # type: ignore[attr-defined]
+            app.tsdb.ping()
         finally:
             app.close()
         click.echo("prometheus: reachable")
@@ -124,7 +125,7 @@ def run(ctx: click.Context) -> None:
         raise ConfigError("scheduler.kind is celery: start `openanomaly beat` and "
                           "`openanomaly worker` instead of `openanomaly run`, or set "
                           "scheduler.kind: embedded")
-    app = build_app(config)
+    app = bootstrap(config)
     scheduler = app.scheduler()
 
     def stop(signum: int, _frame: object) -> None:
@@ -147,7 +148,7 @@ def run(ctx: click.Context) -> None:
 @_friendly_errors
 def run_once(ctx: click.Context, pipeline: str, at: str) -> None:
     """Run PIPELINE once for one slot and print what it did."""
-    app = build_app(_config(ctx))
+    app = bootstrap(_config(ctx))
     try:
         spec = app.store.get_pipeline(pipeline)
         result = app.run(spec, _time(at))
@@ -178,7 +179,7 @@ def backfill(ctx: click.Context, pipeline: str, start: str, end: str) -> None:
     start_ms, end_ms = _time(start), _time(end)
     if end_ms <= start_ms:
         raise click.BadParameter("--to must be after --from")
-    app = build_app(_config(ctx))
+    app = bootstrap(_config(ctx))
     try:
         spec = app.store.get_pipeline(pipeline)
         result = backfill_with_bar(app, spec, start_ms, end_ms)
@@ -229,7 +230,7 @@ def serve_model(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 @cli.group()
-def bench() -> None:
+def benchmark() -> None:
     """Benchmarks that print what they measure."""
 
 
@@ -243,7 +244,7 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-@bench.command("models")
+@benchmark.command("models")
 @click.option("--models", "names", default="fracast,seasonal_naive,autoets,chronos-bolt-tiny",
               show_default=True, help="Comma-separated model names (configured or presets).")
 @click.option("--batch", default="1,64,512", show_default=True, help="Batch sizes.")
@@ -262,7 +263,7 @@ def bench_models(ctx: click.Context, names: str, batch: str, context: str, horiz
     Presets without reachable weights (chronos-bolt-tiny/mini/small/base, chronos-2,
     chronos-t5-tiny/small) run as randomly initialised models of the published size.
     """
-    from openanomaly.entrypoints.bench import run_bench
+    from openanomaly.entrypoints.benchmark.models import run_bench
 
     config = _optional_config(ctx)
     setup_logging("WARNING")
@@ -273,11 +274,11 @@ def bench_models(ctx: click.Context, names: str, batch: str, context: str, horiz
 @cli.command()
 @click.option("--concurrency", type=click.IntRange(1), default=None,
               help="Worker processes (default: the number of CPUs).")
-@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
-              case_sensitive=False), default=None, help="Overrides logging.level of the config.")
+@click.option("--log-level", "log_level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default=None, help="Overrides logging.level of the config.")
 @click.pass_context
 @_friendly_errors
-def worker(ctx: click.Context, concurrency: int | None, loglevel: str | None) -> None:
+def worker(ctx: click.Context, concurrency: int | None, log_level: str | None) -> None:
     """Run a Celery worker that executes scheduled pipeline runs from Redis.
 
     Uses redis.url of the config as broker. Stops after the running tasks on SIGTERM.
@@ -285,11 +286,11 @@ def worker(ctx: click.Context, concurrency: int | None, loglevel: str | None) ->
     from openanomaly.entrypoints.celery_app import start_worker
 
     config = _config(ctx)
-    level = (loglevel or ctx.obj.get("log_level") or config.logging.level).upper()
-    start_worker(config, concurrency=concurrency, loglevel=level)
+    level = (log_level or ctx.obj.get("log_level") or config.logging.level).upper()
+    start_worker(config, concurrency=concurrency, log_level=level)
 
 
-@bench.command("nab")
+@benchmark.command("nab")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="A NAB folder holding data/ and labels/combined_windows.json.")
 @click.option("--pipeline-options", type=click.Path(path_type=Path, dir_okay=False),
@@ -312,8 +313,8 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
     them, score, advance) and prints the standard, low-FP and low-FN scores, then hits,
     misses and false alarms per file.
     """
-    from openanomaly.adapters.models.settings import default_models
-    from openanomaly.entrypoints.nab_report import load_scoring, run_nab
+    from openanomaly.config import default_models
+    from openanomaly.entrypoints.benchmark.nab import load_scoring, run_nab
 
     config = _optional_config(ctx)
     models = config.models if config is not None else default_models()
@@ -324,7 +325,7 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
             click.echo, jobs)
 
 
-@bench.command("nab-report")
+@benchmark.command("nab-report")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="A NAB folder holding data/ and labels/combined_windows.json.")
 @click.option("--configurations", type=click.Path(path_type=Path, dir_okay=False),
@@ -340,8 +341,8 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
 def bench_nab_report(ctx: click.Context, data: Path, configurations: Path, horizon: int,
                      context: int, jobs: int, out: Path) -> None:
     """Replay every configuration of CONFIGURATIONS on NAB and write the results page."""
-    from openanomaly.adapters.models.settings import default_models
-    from openanomaly.entrypoints.nab_report import write_report
+    from openanomaly.config import default_models
+    from openanomaly.entrypoints.benchmark.nab import write_report
 
     config = _optional_config(ctx)
     models = config.models if config is not None else default_models()
@@ -353,15 +354,12 @@ def bench_nab_report(ctx: click.Context, data: Path, configurations: Path, horiz
                  click.echo)
 
 
-cli.add_command(bench, name="benchmark")
-
-
 @cli.command()
-@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
-              case_sensitive=False), default=None, help="Overrides logging.level of the config.")
+@click.option("--log-level", "log_level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default=None, help="Overrides logging.level of the config.")
 @click.pass_context
 @_friendly_errors
-def beat(ctx: click.Context, loglevel: str | None) -> None:
+def beat(ctx: click.Context, log_level: str | None) -> None:
     """Run Celery beat with RedBeat: put each enabled pipeline's runs on the Redis queue.
 
     Run two or more for high availability: one leader holds a Redis lock, the others wait
@@ -372,7 +370,7 @@ def beat(ctx: click.Context, loglevel: str | None) -> None:
     from openanomaly.entrypoints.celery_app import start_beat
 
     config = _config(ctx)
-    level = (loglevel or ctx.obj.get("log_level") or config.logging.level).upper()
+    level = (log_level or ctx.obj.get("log_level") or config.logging.level).upper()
     start_beat(config, level)
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
-from openanomaly.bootstrap import build_app
+from openanomaly.bootstrap import bootstrap, demo_prometheus
 from openanomaly.config import load_config
 from openanomaly.domain.errors import OpenAnomalyError
 from openanomaly.domain.synthetic import SyntheticSeries, demo_dataset, to_series
@@ -126,12 +125,12 @@ def run_demo(config_path: Path | None, keep_running: bool = False,
     started = time.perf_counter()
     binary = ensure_prometheus()
     # Without --data-dir the data lives in a temporary folder removed at the end.
-    with LocalPrometheus(data_dir, binary=binary) as prometheus:
+    with demo_prometheus(data_dir, binary) as prometheus:
         click.echo(f"Started Prometheus at {prometheus.url} (data in {prometheus.data_dir})")
         # The config's own override points any demo config at the Prometheus just started.
         config = load_config(config_path or default_demo_config(), environ={
             **os.environ, "OPENANOMALY__PROMETHEUS__URL": prometheus.url})
-        app = build_app(config)
+        app = bootstrap(config)
         try:
             end_ms = align_down(int(time.time() * 1000), STEP_S * 1000)
             dataset, start_ms = write_dataset(app.tsdb, end_ms)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.bootstrap import bootstrap_status
 from openanomaly.config import AppConfig
 from openanomaly.domain.timeutil import from_ms
 
@@ -12,10 +12,11 @@ from openanomaly.domain.timeutil import from_ms
 def report(config: AppConfig, echo: Callable[[str], None], ping_seconds: float = 1.0) -> None:
     from redbeat.schedulers import RedBeatConfig
 
-    from openanomaly.entrypoints.celery_app import app, redis_client, use_config
+    from openanomaly.entrypoints.celery_app import app, use_config
 
     use_config(config)
-    client = redis_client(config.redis)
+    sources = bootstrap_status(config)
+    client, ledger = sources.redis, sources.ledger
     lock_key = RedBeatConfig(app).lock_key
     remaining = int(client.pttl(lock_key))
     holder = client.get(lock_key)
@@ -30,15 +31,16 @@ def report(config: AppConfig, echo: Callable[[str], None], ping_seconds: float =
     replies = app.control.ping(timeout=ping_seconds) or []
     workers = sorted(name for reply in replies for name in reply)
     echo(f"workers seen: {len(workers)}" + (f" ({', '.join(workers)})" if workers else ""))
-    ledger = SlotLedger(client)
     echo("pipelines:")
     for spec in config.pipelines:
-        status = ledger.status(spec.name)
-        last = (from_ms(status.last_completed_ms).isoformat()
-                if status.last_completed_ms is not None else "never")
+        last_ms = ledger.last_completed(spec.name)
+        last = from_ms(last_ms).isoformat() if last_ms is not None else "never"
         state = "" if spec.enabled else " (disabled)"
         echo(f"  {spec.name}{state}: last completed slot {last}")
-        if status.last_error:
-            error = status.last_error
+        skipped = ledger.skipped(spec.name)
+        if skipped:
+            echo(f"    {skipped} missed slot(s) older than scheduler.catch_up_horizon, not run")
+        error = ledger.last_error(spec.name)
+        if error:
             slot = from_ms(int(error["slot"])).isoformat() if error.get("slot") else "?"
             echo(f"    last error at slot {slot}: {error.get('kind')}: {error.get('error')}")

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from openanomaly.domain.detection import ScoreHistory, history_of
+from openanomaly.domain.detection import RunningHistory, window_points
+from openanomaly.domain.output import RAW_SCORE
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ModelEngine, TSDBClient
@@ -17,7 +18,6 @@ from openanomaly.services.runs import (
     check_slots,
     fetch,
     labels_of,
-    raw_score_selector,
     row_of,
     summarise,
     write,
@@ -40,36 +40,36 @@ def backfill_slots(spec: PipelineSpec, start_ms: int, end_ms: int) -> list[int]:
     return list(range(first, last + 1, window_ms))
 
 
-class MemoryHistory:
-    """Raw-score history for slots checked in time order: the raw scores stored before the
+def stored_raw_scores(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, str]],
+                      first_window_ms: int, points: int) -> np.ndarray:
+    """The raw scores stored for the ``points`` steps before ``first_window_ms``, one row
+    per source series (NaN where none), oldest first."""
+    past = np.full((len(labels), points), np.nan)
+    if points == 0:
+        return past
+    step = spec.step_ms
+    start, end = first_window_ms - points * step, first_window_ms - step
+    find = row_of(labels)
+    for found in tsdb.read_written(spec.output.prefix + RAW_SCORE, spec.name, start, end, step):
+        row = find(found.labels)
+        if row is not None:
+            past[row, (found.timestamps_ms - start) // step] = found.values
+    return past
+
+
+def memory_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, str]],
+                   first_window_ms: int) -> RunningHistory | None:
+    """The history of slots checked in time order: the raw scores stored before the
     backfill (read once), then those of the slots already checked, as live runs would
     have found them in the database."""
-
-    def __init__(self, spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, str]],
-                 first_window_ms: int) -> None:
-        scoring = spec.scoring
-        self.spec = spec
-        self.calibration = round((scoring.calibration_window or 0) / spec.step)
-        self.suppression = round((scoring.suppression_window or 0) / spec.step)
-        self.keep = keep = max(self.calibration, self.suppression)
-        self.past = np.full((len(labels), 0), np.nan)
-        if scoring.calibration_window is None or keep == 0:
-            return
-        step = spec.step_ms
-        start, end = first_window_ms - keep * step, first_window_ms - step
-        find = row_of(labels)
-        self.past = np.full((len(labels), keep), np.nan)
-        for found in tsdb.query_range(raw_score_selector(spec), start, end, step):
-            row = find(found.labels)
-            if row is not None:
-                columns = (found.timestamps_ms - start) // step
-                self.past[row, columns] = found.values
-
-    def next_slot(self, _slot: int, raw: np.ndarray) -> ScoreHistory:
-        history = history_of(self.past, self.spec.scoring.calibration_quantile,
-                             self.calibration, self.suppression)
-        self.past = np.concatenate([self.past, raw], axis=1)[:, -self.keep:]
-        return history
+    scoring = spec.scoring
+    if scoring.calibration_window is None:
+        return None
+    calibration = window_points(scoring.calibration_window, spec.step)
+    suppression = window_points(scoring.suppression_window, spec.step)
+    past = stored_raw_scores(spec, tsdb, labels, first_window_ms,
+                             max(calibration, suppression))
+    return RunningHistory(past, scoring.calibration_quantile, calibration, suppression)
 
 
 def backfill(
@@ -98,11 +98,11 @@ def backfill(
     labels = labels_of(spec, batch)
     # Bound the rows of one model request, so many series do not multiply into gigabytes.
     per_request = max(1, min(slots_per_request, ROWS_PER_REQUEST // batch.n_series))
-    history = MemoryHistory(spec, tsdb, labels, slots[0] - (spec.window_steps - 1) * step)
+    history = memory_history(spec, tsdb, labels, slots[0] - (spec.window_steps - 1) * step)
     for first in range(0, len(slots), per_request):
         chunk = slots[first:first + per_request]
         checked = check_slots(spec, engine, batch, [(slot - base) // step for slot in chunk],
-                              labels, history=history.next_slot)
+                              labels, history=None if history is None else history.next_window)
         summarise(result, checked, batch, spec)
         write(spec, tsdb, checked.series, result)
         if progress:

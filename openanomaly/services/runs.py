@@ -10,10 +10,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from openanomaly.domain.detection import ScoreHistory, calibrate
+from openanomaly.domain.check import HistoryOf, check_windows, prepare_contexts
+from openanomaly.domain.detection import ScoreHistory
 from openanomaly.domain.errors import DuplicateSamples, TooManySeries
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.output import (
@@ -28,9 +30,7 @@ from openanomaly.domain.output import (
     rows_to_series,
 )
 from openanomaly.domain.pipeline import Mode, PipelineSpec
-from openanomaly.domain.scoring import band_quantiles, noise_level, score
 from openanomaly.domain.series import Series, SeriesBatch, align
-from openanomaly.domain.shifts import reanchor
 from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ModelEngine, TSDBClient
 
@@ -81,15 +81,6 @@ def labels_of(spec: PipelineSpec, batch: SeriesBatch) -> list[dict[str, str]]:
     return labels
 
 
-HistoryOf = Callable[[int, np.ndarray], ScoreHistory]
-"""The raw-score history before the check window of the k-th slot of a check_slots call,
-given k and that window's raw scores (n_series, window); called for k = 0, 1, ... in order."""
-
-
-def raw_score_selector(spec: PipelineSpec) -> str:
-    return f'{spec.output.prefix}{RAW_SCORE}{{pipeline="{spec.name}"}}'
-
-
 def row_of(labels: list[dict[str, str]]) -> Callable[[Mapping[str, str]], int | None]:
     """Finds the source series an output series (with or without __name__) belongs to."""
     index = {frozenset(one.items()): i for i, one in enumerate(labels)}
@@ -102,22 +93,17 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
     """The statistics of the raw scores earlier runs wrote, computed by the database over
     the calibration and suppression windows ending just before ``before_ms``."""
     scoring = spec.scoring
-    selector = raw_score_selector(spec)
-    find = row_of(labels)
-
-    def per_series(query: str) -> np.ndarray:
-        values = np.full(len(labels), np.nan)
-        for found in tsdb.query_range(query, before_ms - 1, before_ms - 1, spec.step_ms):
-            i = find(found.labels)
-            if i is not None and found.values.size:
-                values[i] = found.values[-1]
-        return values
-
     assert scoring.calibration_window is not None
-    quantile = per_series(f"quantile_over_time({scoring.calibration_quantile:g}, "
-                          f"{selector}[{round(scoring.calibration_window)}s])")
-    peak = (per_series(f"max_over_time({selector}[{round(scoring.suppression_window)}s])")
-            if scoring.suppression_window is not None else np.full(len(labels), np.nan))
+    quantile, peak = np.full(len(labels), np.nan), np.full(len(labels), np.nan)
+    find = row_of(labels)
+    suppression = scoring.suppression_window
+    for stats in tsdb.score_stats(
+            spec.output.prefix + RAW_SCORE, spec.name, before_ms - 1,
+            scoring.calibration_quantile, round(scoring.calibration_window * 1000),
+            round(suppression * 1000) if suppression is not None else None):
+        i = find(stats.labels)
+        if i is not None:
+            quantile[i], peak[i] = stats.quantile, stats.peak
     return ScoreHistory(quantile, peak)
 
 
@@ -138,36 +124,24 @@ def check_slots(
         batch.values[:, end - window - context + 1:end - window + 1] for end in end_indices
     ])
     actuals = np.concatenate([batch.values[:, end - window + 1:end + 1] for end in end_indices])
-    if spec.scoring.reanchor_shifts:
-        contexts = reanchor(contexts)
-    forecast = engine.forecast(spec.model, ForecastRequest(
-        contexts, window, band_quantiles(spec.scoring), spec.step))
-    scored = score(spec.scoring, actuals, forecast, noise_level(contexts))
-    usable: np.ndarray = np.asarray(np.isfinite(scored.yhat).all(axis=1))
-    calibrating = spec.scoring.calibration_window is not None and history is not None
-    final, lower, upper = scored.score.copy(), scored.lower.copy(), scored.upper.copy()
+    checked = check_windows(spec.scoring, contexts, actuals, spec.step,
+                            partial(engine.forecast, spec.model), n, history)
+    usable: np.ndarray = np.asarray(np.isfinite(checked.yhat).all(axis=1))
+    outputs = [(YHAT, checked.yhat)]
+    if checked.calibrated:
+        outputs.append((RAW_SCORE, checked.raw))
+    outputs += [(ANOMALY_SCORE, checked.score), (YHAT_LOWER, checked.lower),
+                (YHAT_UPPER, checked.upper)]
     prefix = spec.output.prefix
     out: list[Series] = []
     for slot, end in enumerate(end_indices):
         rows = slice(slot * n, (slot + 1) * n)
-        outputs = [(YHAT, scored.yhat)]
-        if calibrating:
-            assert history is not None
-            calibrated = calibrate(scored.score[rows], history(slot, scored.score[rows]),
-                                   suppress=spec.scoring.suppression_window is not None)
-            final[rows] = calibrated.score
-            # The written band is where an unsuppressed point scores exactly 1.
-            factor = calibrated.band_factor[:, None]
-            lower[rows] = scored.yhat[rows] - factor * (scored.yhat[rows] - scored.lower[rows])
-            upper[rows] = scored.yhat[rows] + factor * (scored.upper[rows] - scored.yhat[rows])
-            outputs.append((RAW_SCORE, scored.score))
-        outputs += [(ANOMALY_SCORE, final), (YHAT_LOWER, lower), (YHAT_UPPER, upper)]
         keep = np.flatnonzero(usable[rows])
         kept_labels = [labels[i] for i in keep]
         timestamps = batch.timestamps_ms[end - window + 1:end + 1]
         for metric, values in outputs:
             out += rows_to_series(prefix, metric, kept_labels, timestamps, values[rows][keep])
-    scores = final.reshape(len(end_indices), n, window)
+    scores = checked.score.reshape(len(end_indices), n, window)
     return CheckOutput(out, scores, skipped=int((~usable[:n]).sum()) if end_indices else 0)
 
 
@@ -180,9 +154,8 @@ def forecast_ahead(
     Only the last ``check_window`` of the horizon is written, so every future timestamp is
     forecast by exactly one run and no run overwrites another's samples.
     """
-    context = batch.values[:, end_index - spec.context_steps + 1:end_index + 1]
-    if spec.scoring.reanchor_shifts:
-        context = reanchor(context)
+    context = prepare_contexts(
+        spec.scoring, batch.values[:, end_index - spec.context_steps + 1:end_index + 1])
     horizon = spec.horizon_steps
     forecast: QuantileForecast = engine.forecast(spec.model, ForecastRequest(
         context, horizon, FORECAST_QUANTILES, spec.step))
@@ -227,7 +200,7 @@ def run_pipeline(
         window_start = int(batch.timestamps_ms[end - spec.window_steps + 1])
         checked = check_slots(
             spec, engine, batch, [end], labels,
-            history=lambda _slot, _raw: stored_history(spec, tsdb, labels, window_start))
+            history=lambda _raw: stored_history(spec, tsdb, labels, window_start))
         outputs += checked.series
         summarise(result, checked, batch, spec)
     if ahead:

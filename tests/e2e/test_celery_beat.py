@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from tests.e2e.test_cli import recent_history, valid_config, write_config
 from tests.processes import CLI
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
@@ -21,7 +21,7 @@ def test_beat_dispatches_and_missed_slots_are_caught_up(
     prom_client.write([history])
     end = int(history.timestamps_ms[-1])
     # As if beat was down for the last 30 s: those slots hold data and must be run.
-    ledger = SlotLedger(redis_server.client())
+    ledger = RedisSlotLedger(redis_server.client())
     ledger.complete("quick", end - 30_000)
     config = write_config(tmp_path, valid_config(prometheus.url, metric)
                           + f"redis:\n  url: {redis_server.url}\n"
@@ -29,9 +29,9 @@ def test_beat_dispatches_and_missed_slots_are_caught_up(
     logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("beat", "worker")}
     processes = {
         "worker": subprocess.Popen([*CLI, "--config", str(config), "worker", "--concurrency",
-                                    "1", "--loglevel", "INFO"], stdout=logs["worker"],
+                                    "1", "--log-level", "INFO"], stdout=logs["worker"],
                                    stderr=subprocess.STDOUT, env={**os.environ}),
-        "beat": subprocess.Popen([*CLI, "--config", str(config), "beat", "--loglevel", "INFO"],
+        "beat": subprocess.Popen([*CLI, "--config", str(config), "beat", "--log-level", "INFO"],
                                  stdout=logs["beat"], stderr=subprocess.STDOUT,
                                  env={**os.environ}),
     }

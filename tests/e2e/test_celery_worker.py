@@ -8,7 +8,7 @@ import time
 import pytest
 from celery import Celery
 
-from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from tests.e2e.test_cli import recent_history, valid_config, write_config
 from tests.processes import CLI
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
@@ -34,7 +34,7 @@ def worker_setup(tmp_path, prometheus, prom_client, unique, redis_server):  # no
     config = write_config(tmp_path, text)
     log_file = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
-        [*CLI, "--config", str(config), "worker", "--concurrency", "1", "--loglevel", "INFO"],
+        [*CLI, "--config", str(config), "worker", "--concurrency", "1", "--log-level", "INFO"],
         stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ})
     client = Celery("openanomaly-test", broker=redis_server.url, backend=redis_server.url)
     try:
@@ -59,7 +59,7 @@ def test_worker_runs_slots_skips_done_ones_and_drops_unknown_pipelines(
     assert [r["status"] for r in results] == ["ok", "ok"], log_path.read_text()
     assert [r["at_ms"] for r in results] == slots
 
-    ledger = SlotLedger(redis_server.client())
+    ledger = RedisSlotLedger(redis_server.client())
     assert all(ledger.done("quick", slot) for slot in slots)
     assert ledger.last_completed("quick") == slots[1]
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from tests.processes import beat, failover_config, raw_sample_times, wait_for, worker
 from tests.redis_server import RedisServer
 
@@ -22,7 +22,7 @@ def test_worker_and_beat_carry_on_after_a_redis_restart(tmp_path, prometheus):
     config = tmp_path / "config.yaml"
     config.write_text(failover_config(prometheus.url, server.url, tag, lock_timeout=30))
     procs = [worker(config, tmp_path), beat(config, tmp_path)]
-    ledger = SlotLedger(redis.Redis.from_url(server.url))
+    ledger = RedisSlotLedger(redis.Redis.from_url(server.url))
     try:
         wait_for(lambda: ledger.last_completed("clock") is not None, 60, "a first slot")
         first = ledger.last_completed("clock")

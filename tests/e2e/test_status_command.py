@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from openanomaly.domain.errors import QueryRejected
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
 
@@ -13,9 +13,10 @@ def test_status_shows_lock_queue_workers_and_pipeline_slots(tmp_path, redis_serv
     config.write_text(
         "pipelines:\n  - name: cpu\n    query: up\n  - name: broken\n    query: up\n"
         f"redis:\n  url: {redis_server.url}\n")
-    ledger = SlotLedger(redis_server.client())
+    ledger = RedisSlotLedger(redis_server.client())
     ledger.complete("cpu", 1_700_000_100_000, "task-1")
     ledger.record_error("broken", 1_700_000_200_000, QueryRejected("parse error: bad"))
+    ledger.record_skipped("cpu", 3)
     done = subprocess.run(
         [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(config), "status"],
         capture_output=True, text=True, timeout=60)
@@ -25,6 +26,7 @@ def test_status_shows_lock_queue_workers_and_pipeline_slots(tmp_path, redis_serv
     assert "queue 'celery': 0 task(s) waiting" in out
     assert "workers seen: 0" in out
     assert "cpu: last completed slot 2023-11-14T22:15:00+00:00" in out
+    assert "3 missed slot(s) older than scheduler.catch_up_horizon, not run" in out
     assert "broken: last completed slot never" in out
     assert "QueryRejected: parse error: bad" in out
 

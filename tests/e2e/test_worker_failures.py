@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,9 +28,10 @@ from celery import Celery
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
 from openanomaly.adapters.models.settings import ModelSettings
-from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.config import load_config
+from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.series import Series
 from openanomaly.entrypoints.celery_app import celery_settings
 from openanomaly.services.runs import run_pipeline
@@ -71,7 +73,7 @@ class Worker:
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [*CLI, "--config", str(config), "worker", "--concurrency", "1",
-             "--loglevel", "INFO"],
+             "--log-level", "INFO"],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, SLEEP_ENV: str(MODEL_SLEEP_S)}, start_new_session=True)
 
@@ -131,6 +133,15 @@ class RecordingTSDB:
     def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
         return self.reader.query_range(query, start_ms, end_ms, step_ms)
 
+    def read_written(self, *args: Any) -> list[Series]:
+        return self.reader.read_written(*args)
+
+    def score_stats(self, *args: Any) -> list[StoredScoreStats]:
+        return self.reader.score_stats(*args)
+
+    def ping(self) -> None:
+        self.reader.ping()
+
     def write(self, series: Sequence[Series]) -> None:
         self.written.extend(series)
 
@@ -142,7 +153,7 @@ class Setup:
     slot: int
     workers: list[Worker]
     client: Celery
-    ledger: SlotLedger
+    ledger: RedisSlotLedger
     broker: redis.Redis
     prometheus_url: str
 
@@ -178,7 +189,7 @@ def setup(request, tmp_path, prometheus, prom_client, unique,
         for worker in workers:
             wait_for(lambda w=worker: " ready." in w.text(), 90, "worker start", workers)
         yield Setup(metric, config, int(history.timestamps_ms[-1]) - 60_000, workers, client,
-                    SlotLedger(broker), broker, prometheus.url)
+                    RedisSlotLedger(broker), broker, prometheus.url)
     finally:
         for worker in workers:
             worker.close()

@@ -387,3 +387,18 @@ def test_remote_engine_gives_up_after_its_retries_with_the_last_error():
     assert stub.seen == 3
     assert str(failure.value).startswith(f"model server {stub.url} failed 3 attempt(s)")
     assert "HTTP 500: out of GPU memory" in str(failure.value)
+
+
+def test_serve_model_keeps_its_models_within_inference_cache_mb():
+    config = AppConfig.model_validate({"inference": {"cache_mb": 0.0001}})
+    app = create_app(config)
+    engine = app.state.model_server.engine
+    assert engine.cache_bytes == int(0.0001 * 2**20)
+    body = {"context": [daily(300, 1).tolist()], "horizon": 4, "quantiles": QUANTILES,
+            "step_seconds": 300}
+    with TestClient(app) as test_client:
+        for model in ("fracast", "seasonal_naive"):
+            response = test_client.post(f"/v1/models/{model}/forecast", json=body)
+            assert response.status_code == 200, response.text
+    # Fracast's weights do not fit such a cache: loading the next model unloaded it.
+    assert engine.loaded() == ["seasonal_naive"]

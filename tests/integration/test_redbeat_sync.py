@@ -11,10 +11,11 @@ from redbeat.schedulers import get_redis
 
 from openanomaly.adapters.config.yaml_store import YamlConfigStore
 from openanomaly.adapters.scheduler.redbeat_sync import RedBeatReconciler, SyncReport
-from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from openanomaly.config import AppConfig, RedisSettings
 from openanomaly.domain.pipeline import PipelineSpec
-from openanomaly.entrypoints.celery_app import celery_settings, dispatch_due_slots
+from openanomaly.entrypoints.celery_app import celery_settings
+from openanomaly.services.slot_workflow import plan_due_slots
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
 
 
@@ -83,14 +84,14 @@ def test_reconcile_follows_the_store(celery_app):
 
 
 def test_dispatch_sends_missed_slots_oldest_first(redis_server):  # noqa: F811
-    ledger = SlotLedger(redis_server.client(), prefix=f"t-{uuid.uuid4().hex[:8]}")
+    ledger = RedisSlotLedger(redis_server.client(), prefix=f"t-{uuid.uuid4().hex[:8]}")
     pipeline = spec("late", delay="2s")
     now = 1_700_000_001_000
     latest = now - now % 5000
     ledger.complete("late", latest - 3 * 5000)
     sent = []
-    plan = dispatch_due_slots(pipeline, ledger, now, 3_600_000,
-                              send=lambda name, slot, countdown: sent.append(
+    plan = plan_due_slots(pipeline, ledger, now, 3_600_000,
+                          send=lambda name, slot, countdown: sent.append(
                                   (name, slot, countdown)))
     assert plan.skipped == 0
     # Only the newest slot waits for late data: 2 s after the slot, 1 s from now.
@@ -99,19 +100,20 @@ def test_dispatch_sends_missed_slots_oldest_first(redis_server):  # noqa: F811
 
     ledger.complete("late", latest)
     sent.clear()
-    assert dispatch_due_slots(pipeline, ledger, now, 3_600_000,
-                              send=lambda *a: sent.append(a)).slots == []
+    assert plan_due_slots(pipeline, ledger, now, 3_600_000,
+                          send=lambda *a: sent.append(a)).slots == []
     assert sent == []
 
 
 def test_dispatch_counts_misses_beyond_the_horizon(redis_server):  # noqa: F811
-    ledger = SlotLedger(redis_server.client(), prefix=f"t-{uuid.uuid4().hex[:8]}")
+    ledger = RedisSlotLedger(redis_server.client(), prefix=f"t-{uuid.uuid4().hex[:8]}")
     now = 1_700_000_000_000
     ledger.complete("old", now - 100 * 5000)
     sent = []
-    plan = dispatch_due_slots(spec("old"), ledger, now, 20_000,
-                              send=lambda *a: sent.append(a))
+    plan = plan_due_slots(spec("old"), ledger, now, 20_000,
+                          send=lambda *a: sent.append(a))
     assert [slot for _, slot, _ in sent] == [now - 20_000, now - 15_000, now - 10_000,
                                              now - 5000, now]
     assert plan.skipped == 95
-    assert ledger.client.get(f"{ledger.prefix}:slots:old:skipped") == b"95"
+    assert ledger.skipped("old") == 95
+    assert ledger.client.get(f"{ledger.prefix}:slots:old:skipped") == b"95", "documented key"

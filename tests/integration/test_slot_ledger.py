@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from openanomaly.adapters.scheduler.slot_ledger import SlotLedger
+from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from openanomaly.domain.errors import QueryRejected
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
 
@@ -18,7 +18,7 @@ def pipeline():
 @pytest.fixture
 def ledgers(redis_server):  # noqa: F811
     first, second = redis_server.client(), redis_server.client()
-    yield SlotLedger(first), SlotLedger(second)
+    yield RedisSlotLedger(first), RedisSlotLedger(second)
     first.close()
     second.close()
 
@@ -73,7 +73,7 @@ def test_complete_releases_own_claim_and_clears_error(ledgers, pipeline):
 
 def test_done_set_is_trimmed_to_its_window(redis_server, pipeline):  # noqa: F811
     client = redis_server.client()
-    ledger = SlotLedger(client, done_window_ms=10_000)
+    ledger = RedisSlotLedger(client, done_window_ms=10_000)
     for slot in (0, 5000, 10_000, 15_000):
         assert not ledger.done(pipeline, slot)
         ledger.complete(pipeline, slot)
@@ -89,6 +89,6 @@ def test_done_set_is_trimmed_to_its_window(redis_server, pipeline):  # noqa: F81
 
 def test_prefix_keeps_deployments_apart(redis_server, pipeline):  # noqa: F811
     client = redis_server.client()
-    SlotLedger(client, prefix="one").complete(pipeline, 1000)
-    assert SlotLedger(client, prefix="two").last_completed(pipeline) is None
+    RedisSlotLedger(client, prefix="one").complete(pipeline, 1000)
+    assert RedisSlotLedger(client, prefix="two").last_completed(pipeline) is None
     client.close()

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
+from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.errors import DuplicateSamples
 from openanomaly.domain.series import Series
-
-_OVER_TIME = re.compile(
-    r'^(?P<function>quantile_over_time|max_over_time)\((?:(?P<quantile>[0-9.]+), )?'
-    r'(?P<name>\w+)\{pipeline="(?P<pipeline>[^"]+)"\}\[(?P<seconds>\d+)s\]\)$')
-_SELECTOR = re.compile(r'^(?P<name>\w+)\{pipeline="(?P<pipeline>[^"]+)"\}$')
 
 
 class FakeTSDB:
@@ -29,15 +24,10 @@ class FakeTSDB:
         self.written: dict[tuple[tuple[str, str], ...], dict[int, float]] = {}
         self.write_calls = 0
         self.queries: list[tuple[str, int, int, int]] = []
+        self.read_backs: list[tuple[str, str, str]] = []  # (method, metric, pipeline)
 
     def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
         self.queries.append((query, start_ms, end_ms, step_ms))
-        over_time = _OVER_TIME.match(query)
-        if over_time:
-            return self._over_time(over_time, end_ms)
-        selector = _SELECTOR.match(query)
-        if selector:
-            return self._written_in(selector["name"], selector["pipeline"], start_ms - 1, end_ms)
         steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         out = []
         for series in self.source:
@@ -78,21 +68,90 @@ class FakeTSDB:
                                   np.array([samples[t] for t in times])))
         return out
 
-    def _over_time(self, match: re.Match[str], at_ms: int) -> list[Series]:
-        """quantile_over_time / max_over_time of written samples, as Prometheus computes
-        them: over the samples in (at - range, at], the series' name dropped."""
-        found = self._written_in(match["name"], match["pipeline"],
-                                 at_ms - int(match["seconds"]) * 1000, at_ms)
+    def ping(self) -> None:
+        return None
+
+    def read_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
+                     step_ms: int) -> list[Series]:
+        self.read_backs.append(("read_written", metric, pipeline))
+        return self._written_in(metric, pipeline, start_ms - 1, end_ms)
+
+    def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
+                    quantile_window_ms: int, peak_window_ms: int | None,
+                    ) -> list[StoredScoreStats]:
+        """As Prometheus' quantile_over_time and max_over_time compute them: over the
+        samples in (at - window, at]."""
+        self.read_backs.append(("score_stats", metric, pipeline))
+        def over(window_ms: int | None) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
+            if window_ms is None:
+                return {}
+            found = self._written_in(metric, pipeline, at_ms - window_ms, at_ms)
+            return {tuple(sorted((k, v) for k, v in one.labels.items() if k != "__name__")):
+                    one.values[~np.isnan(one.values)] for one in found}
+
+        quantiles, peaks = over(quantile_window_ms), over(peak_window_ms)
         out = []
-        for series in found:
-            values = series.values[~np.isnan(series.values)]
-            if not values.size:
-                continue
-            value = (np.max(values) if match["function"] == "max_over_time"
-                     else np.quantile(values, float(match["quantile"])))
-            labels = {k: v for k, v in series.labels.items() if k != "__name__"}
-            out.append(Series(labels, np.array([at_ms], dtype=np.int64), np.array([value])))
+        for key in quantiles.keys() | peaks.keys():
+            q, p = quantiles.get(key, np.empty(0)), peaks.get(key, np.empty(0))
+            if q.size or p.size:
+                out.append(StoredScoreStats(
+                    dict(key), float(np.quantile(q, quantile)) if q.size else np.nan,
+                    float(np.max(p)) if p.size else np.nan))
         return out
 
     def series_named(self, name: str) -> dict[tuple[tuple[str, str], ...], dict[int, float]]:
         return {k: v for k, v in self.written.items() if dict(k)["__name__"] == name}
+
+
+class FakeLedger:
+    """The SlotLedger port in memory, with claim expiry on a clock the test controls."""
+
+    def __init__(self) -> None:
+        self.now_ms = 0
+        self.claims: dict[tuple[str, int], tuple[str, int]] = {}  # -> (worker, expires)
+        self.done_slots: dict[str, set[int]] = {}
+        self.last: dict[str, int] = {}
+        self.errors: dict[str, dict[str, str]] = {}
+        self.skips: dict[str, int] = {}
+
+    def claim(self, pipeline: str, slot_ms: int, worker: str, ttl_ms: int) -> bool:
+        if self.claimed_by(pipeline, slot_ms) is not None:
+            return False
+        self.claims[pipeline, slot_ms] = (worker, self.now_ms + ttl_ms)
+        return True
+
+    def claimed_by(self, pipeline: str, slot_ms: int) -> str | None:
+        held = self.claims.get((pipeline, slot_ms))
+        return held[0] if held is not None and held[1] > self.now_ms else None
+
+    def release(self, pipeline: str, slot_ms: int, worker: str) -> bool:
+        if self.claimed_by(pipeline, slot_ms) != worker:
+            return False
+        del self.claims[pipeline, slot_ms]
+        return True
+
+    def done(self, pipeline: str, slot_ms: int) -> bool:
+        return slot_ms in self.done_slots.get(pipeline, set())
+
+    def complete(self, pipeline: str, slot_ms: int, worker: str = "") -> int:
+        self.done_slots.setdefault(pipeline, set()).add(slot_ms)
+        self.last[pipeline] = max(self.last.get(pipeline, slot_ms), slot_ms)
+        self.errors.pop(pipeline, None)
+        self.release(pipeline, slot_ms, worker)
+        return self.last[pipeline]
+
+    def last_completed(self, pipeline: str) -> int | None:
+        return self.last.get(pipeline)
+
+    def record_error(self, pipeline: str, slot_ms: int, error: BaseException) -> None:
+        self.errors[pipeline] = {"slot": str(slot_ms), "kind": type(error).__name__,
+                                 "error": str(error)}
+
+    def last_error(self, pipeline: str) -> dict[str, str] | None:
+        return self.errors.get(pipeline)
+
+    def record_skipped(self, pipeline: str, count: int) -> None:
+        self.skips[pipeline] = self.skips.get(pipeline, 0) + count
+
+    def skipped(self, pipeline: str) -> int:
+        return self.skips.get(pipeline, 0)

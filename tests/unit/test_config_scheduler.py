@@ -4,8 +4,8 @@ import pytest
 from celery import Celery
 
 from openanomaly.config import AppConfig, SchedulerSettings, load_config
-from openanomaly.domain.errors import ConfigError, TSDBUnavailable
-from openanomaly.entrypoints.celery_app import _TASK_OPTIONS, celery_settings
+from openanomaly.domain.errors import ConfigError, QueryRejected, TSDBUnavailable
+from openanomaly.entrypoints.celery_app import _TASK_OPTIONS, celery_settings, retry_or_raise
 
 
 def load(tmp_path, text, environ=None):
@@ -29,7 +29,7 @@ def test_default_visibility_timeout_follows_the_configured_limits(tmp_path):
     assert config.scheduler.visibility_timeout == 40 + 5 + 300
     settings = celery_settings(config)
     assert settings["broker_transport_options"]["visibility_timeout"] == 345
-    assert settings["task_annotations"] == {"*": {"retry_backoff_max": 5}}
+    assert settings["task_annotations"] == {"*": {"retry_backoff_max": 5, "max_retries": 5}}
 
 
 def test_explicit_visibility_timeout_is_used(tmp_path):
@@ -68,23 +68,36 @@ def test_the_message_says_why_the_visibility_timeout_must_be_longer(tmp_path):
     assert "while the first still runs or retries it" in message
 
 
-def test_the_configured_backoff_cap_reaches_the_retrying_task(monkeypatch):
+def test_the_configured_retry_policy_reaches_the_retrying_task(monkeypatch):
     caps = []
 
     def backoff(**kwargs):
         caps.append(kwargs["maximum"])
         return 0
 
-    monkeypatch.setattr("celery.app.autoretry.get_exponential_backoff_interval", backoff)
-    config = AppConfig(scheduler=SchedulerSettings(retry_backoff_max=7))
+    monkeypatch.setattr("openanomaly.entrypoints.celery_app.get_exponential_backoff_interval",
+                        backoff)
+    config = AppConfig(scheduler=SchedulerSettings(retry_backoff_max=7, max_retries=2))
     app = Celery("test-backoff", set_as_current=False)
     app.conf.update(celery_settings(config), task_always_eager=True)
+    calls = []
 
-    def flaky(self):
-        raise TSDBUnavailable("database down")
+    def flaky(self, error):
+        calls.append(error)
+        try:
+            raise {"down": TSDBUnavailable("database down"),
+                   "bad": QueryRejected("parse error"), "bug": ValueError("bug")}[error]
+        except Exception as exc:
+            retry_or_raise(self, exc)
 
-    task = app.task(name="test.flaky", **{**_TASK_OPTIONS, "max_retries": 2})(flaky)
-    result = task.apply()
+    task = app.task(name="test.flaky", **_TASK_OPTIONS)(flaky)
+    result = task.apply(args=["down"])
     assert isinstance(result.result, TSDBUnavailable)
     assert caps == [7, 7, 7], "each retry's countdown is capped by the configured value"
+    assert calls == ["down"] * 3, "the first try and max_retries=2 retries"
+    # Errors whose class says retrying cannot help, and errors of unknown kind, fail at once.
+    for error, kind in (("bad", QueryRejected), ("bug", ValueError)):
+        calls.clear()
+        assert isinstance(task.apply(args=[error]).result, kind)
+        assert calls == [error]
     app.close()

@@ -2,8 +2,17 @@ import numpy as np
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
 from openanomaly.adapters.models.settings import ModelSettings
-from openanomaly.domain.pipeline import ScoringSpec
-from openanomaly.services.nab_benchmark import ReplayInput, grid_positions, replay_file
+from openanomaly.domain.pipeline import PipelineSpec, ScoringSpec
+from openanomaly.domain.series import Series
+from openanomaly.services.nab_replay import (
+    ReplayInput,
+    first_scored_row,
+    grid_positions,
+    replay_file,
+)
+from openanomaly.services.runs import run_anomaly_check
+
+from .fakes import FakeTSDB
 
 ENGINE = LocalModelEngine({"naive": ModelSettings(backend="seasonal_naive", season="4h"),
                           "seasonal_naive": ModelSettings(backend="seasonal_naive")})
@@ -59,3 +68,34 @@ def test_a_file_with_missing_steps_is_replayed_on_the_grid_with_gaps():
     assert scores.size == kept.size and np.isfinite(scores[177:]).all()
     after_gap = slice(600, 612)
     assert np.nanmax(scores[after_gap]) < 1 < np.nanmax(naive.labelled.scores[after_gap])
+
+
+def test_the_replay_scores_exactly_what_live_runs_write_for_the_same_data():
+    """The benchmark measures production: a file replayed block by block scores each row as
+    the scheduled anomaly check of that block, calibrated on what earlier runs wrote."""
+    rows, horizon, context, step_ms = 1200, 24, 400, 300_000
+    values = signal(rows, seed=4)
+    values[1000] += 8  # a spike the detector must flag
+    values[700:706] = np.nan  # a gap: NaN scores, left out of the history
+    # Windows short enough that calibration and suppression act within the file.
+    scoring = ScoringSpec(calibration_window="1d", suppression_window="2h")
+    replayed = replay_file(ReplayInput("f.csv", values, (), 300.0), scoring, ENGINE, "naive",
+                           horizon=horizon, context=context)
+
+    t0 = 1_700_000_000_000 - 1_700_000_000_000 % step_ms
+    tsdb = FakeTSDB([Series.of({"__name__": "m"}, t0 + np.arange(rows) * step_ms, values)])
+    minutes = step_ms // 60_000
+    spec = PipelineSpec(name="p", query="m", model="naive", step=f"{minutes}m",
+                        context=f"{context * minutes}m", horizon=f"{horizon * minutes}m",
+                        schedule=f"{horizon * minutes}m", scoring=scoring)
+    for origin in range(first_scored_row(rows), rows - horizon + 1, horizon):
+        run_anomaly_check(spec, t0 + (origin + horizon - 1) * step_ms, tsdb, ENGINE)
+    (_, written), = tsdb.series_named("openanomaly_anomaly_score").items()
+    at_rows = (np.array(sorted(written)) - t0) // step_ms
+    live = np.array([written[t] for t in sorted(written)])
+
+    expected = replayed.labelled.scores
+    last = rows - (rows - first_scored_row(rows)) % horizon  # live runs cover whole blocks
+    assert at_rows.tolist() == list(range(first_scored_row(rows), last))
+    np.testing.assert_allclose(live, expected[at_rows], rtol=1e-12, equal_nan=True)
+    assert live[at_rows == 1000][0] > 1 and np.nanmax(live[at_rows < 1000]) < 1

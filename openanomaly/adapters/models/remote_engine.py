@@ -1,6 +1,6 @@
 """The HTTP client of an OpenAnomaly model server (``openanomaly serve-model``).
 
-Requests travel in the binary tensor framing, which ``openanomaly.entrypoints.model_server``
+Requests travel in the binary tensor framing, which ``entrypoints.model_server.app``
 describes in full: a 4-byte little-endian header length, a UTF-8 JSON header with ``shape``
 and ``dtype``, then the little-endian array. The framing helpers live here, beside the client,
 so that the server (an entrypoint) imports them from the adapter and not the other way round.

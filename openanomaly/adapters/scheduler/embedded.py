@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from openanomaly.domain.errors import OpenAnomalyError
+from openanomaly.adapters.http_retry import full_jitter
+from openanomaly.domain.errors import OpenAnomalyError, is_retryable
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.ports import ConfigStore, RunPipeline
 
@@ -29,10 +30,12 @@ class EmbeddedScheduler:
 
     def __init__(
         self, store: ConfigStore, max_workers: int = 2, clock: Callable[[], int] = _now_ms,
-        tick_seconds: float = 1.0,
+        tick_seconds: float = 1.0, max_retries: int = 5, retry_backoff_max: float = 300.0,
     ) -> None:
         self.store = store
         self.max_workers = max_workers
+        self.max_retries = max_retries
+        self.retry_backoff_max = retry_backoff_max
         self.clock = clock
         self.tick_seconds = tick_seconds
         self._stop = threading.Event()
@@ -81,16 +84,27 @@ class EmbeddedScheduler:
                 continue
             self._running[name] = pool.submit(self._guarded, run_pipeline, spec, slot)
 
-    @staticmethod
-    def _guarded(run_pipeline: RunPipeline, spec: PipelineSpec, slot: int) -> object:
-        try:
-            return run_pipeline(spec, slot)
-        except OpenAnomalyError as exc:
-            log.error("run failed", extra={"pipeline": spec.name, "slot": slot,
-                                           "error": str(exc), "kind": type(exc).__name__})
-        except Exception:
-            # Keep the service alive for the other pipelines, with the traceback in the log.
-            log.exception("run crashed", extra={"pipeline": spec.name, "slot": slot})
+    def _guarded(self, run_pipeline: RunPipeline, spec: PipelineSpec, slot: int) -> object:
+        """Run one slot; retry it while its error is retryable (the error class says so),
+        with full-jitter backoff, until it succeeds, retries run out or the service stops."""
+        fields: dict[str, object] = {"pipeline": spec.name, "slot": slot}
+        for attempt in range(self.max_retries + 1):
+            try:
+                return run_pipeline(spec, slot)
+            except OpenAnomalyError as exc:
+                retry = is_retryable(exc) and attempt < self.max_retries
+                (log.warning if retry else log.error)(
+                    "run failed; will retry" if retry else "run failed; not retried",
+                    extra={**fields, "error": str(exc), "kind": type(exc).__name__,
+                           "retries": attempt})
+                if not retry:
+                    return None
+            except Exception:
+                # Keep the service alive for the other pipelines, with the traceback in the log.
+                log.exception("run crashed", extra=fields)
+                return None
+            if self._stop.wait(full_jitter(attempt, 1.0, self.retry_backoff_max)):
+                return None
         return None
 
     def _sleep_seconds(self) -> float:

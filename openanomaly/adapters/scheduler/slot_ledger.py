@@ -1,12 +1,17 @@
-"""Per-pipeline slot bookkeeping in Redis, shared by every worker and beat.
+"""The SlotLedger port in Redis: per-pipeline slot bookkeeping shared by every worker and
+beat. ``openanomaly status`` shows what it holds.
 
-Keys, under ``{prefix}:slots:{pipeline}``:
+Keys, under ``{prefix}:slots:{pipeline}`` (``pipeline`` is the ledger key: the name, or
+``name/mode`` for runs of another mode than the pipeline's own):
   ``:last``          the latest completed slot (ms); only ever moves forward
   ``:done``          sorted set of completed slots (score = slot), trimmed to a window, so
                      a redelivered or duplicate task of a finished slot is skipped
   ``:claim:{slot}``  the worker running that slot, with an expiry longer than a task's
                      hard time limit, so a worker killed mid-run frees the slot
-  ``:error``         hash of the last failure, cleared by the next success
+  ``:error``         hash of the last failure (slot, kind, error, at), cleared by the next
+                     success
+  ``:skipped``       count of missed slots that were older than the catch-up horizon
+                     and so never ran
 """
 
 from __future__ import annotations
@@ -57,9 +62,10 @@ class SlotStatus:
     last_completed_ms: int | None
     completed_in_window: int
     last_error: dict[str, str] | None
+    skipped: int = 0
 
 
-class SlotLedger:
+class RedisSlotLedger:
     def __init__(
         self, client: redis.Redis, prefix: str = "openanomaly",
         done_window_ms: int = 7 * 86_400_000,
@@ -115,10 +121,16 @@ class SlotLedger:
         raw: dict[Any, Any] = self.client.hgetall(self._key(pipeline, "error"))
         return {str(_text(k)): str(_text(v)) for k, v in raw.items()} or None
 
+    def record_skipped(self, pipeline: str, count: int) -> None:
+        self.client.incrby(self._key(pipeline, "skipped"), count)
+
+    def skipped(self, pipeline: str) -> int:
+        return int(_text(self.client.get(self._key(pipeline, "skipped"))) or 0)
+
     def status(self, pipeline: str) -> SlotStatus:
         count = int(self.client.zcard(self._key(pipeline, "done")))
         return SlotStatus(pipeline, self.last_completed(pipeline), count,
-                          self.last_error(pipeline))
+                          self.last_error(pipeline), self.skipped(pipeline))
 
 
 def _text(value: Any) -> str | None:

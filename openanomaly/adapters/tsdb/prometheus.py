@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from openanomaly import __version__
 from openanomaly.adapters.http_retry import Closing, full_jitter, retry_after
 from openanomaly.adapters.tsdb.remote_write import chunk_series, encode_write_request
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
+from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.errors import (
     DuplicateSamples,
     QueryRejected,
@@ -47,6 +49,15 @@ def _seconds(ms: int) -> str:
     sign = "-" if ms < 0 else ""
     whole, frac = divmod(abs(ms), 1000)
     return f"{sign}{whole}.{frac:03d}"
+
+
+def _written(metric: str, pipeline: str) -> str:
+    """The selector of an output series family one pipeline wrote."""
+    return f'{metric}{{pipeline={json.dumps(pipeline, ensure_ascii=False)}}}'
+
+
+def _seconds_range(ms: int) -> str:
+    return f"{max(1, round(ms / 1000))}s"
 
 
 def _redacted(url: str | httpx.URL) -> str:
@@ -201,6 +212,33 @@ class PrometheusAdapter(Closing):
                 labels_of.setdefault(key, labels)
                 merged.setdefault(key, []).append((timestamps, values))
         return [self._join(labels_of[key], parts) for key, parts in merged.items()]
+
+    # -- the project's own outputs, read back for calibration --------------------------
+
+    def read_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
+                     step_ms: int) -> list[Series]:
+        return self.query_range(_written(metric, pipeline), start_ms, end_ms, step_ms)
+
+    def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
+                    quantile_window_ms: int, peak_window_ms: int | None,
+                    ) -> list[StoredScoreStats]:
+        """Two instant evaluations (``quantile_over_time`` and ``max_over_time``) at
+        ``at``, joined by label set; the function results carry no ``__name__``."""
+        selector = _written(metric, pipeline)
+
+        def at_instant(query: str) -> dict[frozenset[tuple[str, str]], float]:
+            # An instant evaluation as a one-step range keeps one code path for reads.
+            return {frozenset(found.labels.items()): float(found.values[-1])
+                    for found in self.query_range(query, at_ms, at_ms, 1000)
+                    if found.values.size}
+
+        quantiles = at_instant(f"quantile_over_time({quantile:g}, "
+                               f"{selector}[{_seconds_range(quantile_window_ms)}])")
+        peaks = (at_instant(f"max_over_time({selector}[{_seconds_range(peak_window_ms)}])")
+                 if peak_window_ms is not None else {})
+        return [StoredScoreStats(dict(key), quantiles.get(key, math.nan),
+                                 peaks.get(key, math.nan))
+                for key in quantiles.keys() | peaks.keys()]
 
     @staticmethod
     def _join(labels: dict[str, str], parts: list[tuple[np.ndarray, np.ndarray]]) -> Series:

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 
-from openanomaly.domain.detection import calibrate, history_of
+from openanomaly.domain.check import HistoryOf, check_windows, prepare_contexts
+from openanomaly.domain.detection import RunningHistory, window_points
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.nab_scoring import LabelledScores, probation_rows
 from openanomaly.domain.pipeline import ScoringSpec
-from openanomaly.domain.scoring import band_quantiles, noise_level, score
 from openanomaly.domain.series import FloatArray
-from openanomaly.domain.shifts import reanchor
 from openanomaly.ports import ModelEngine
 
 BASELINE = "seasonal_naive"
@@ -81,25 +81,15 @@ def first_scored_row(rows: int) -> int:
     return max(probation_rows(rows), 8)
 
 
-def rows_of(seconds: float | None, step_seconds: float) -> int:
-    return 0 if seconds is None else max(1, round(seconds / step_seconds))
-
-
-def detect_blocks(raw: FloatArray, scoring: ScoringSpec, block: int,
-                  step_seconds: float) -> FloatArray:
-    """The detection stage over one file's raw scores, a block at a time, each block
-    calibrated on the raw scores before it, as successive production runs would be."""
+def replay_history(scoring: ScoringSpec, item: ReplayInput) -> HistoryOf | None:
+    """Each block is calibrated on the raw scores of the blocks before it, as successive
+    production runs are on what earlier runs wrote."""
     if scoring.calibration_window is None:
-        return raw
-    calibration = rows_of(scoring.calibration_window, step_seconds)
-    suppression = rows_of(scoring.suppression_window, step_seconds)
-    out = np.empty_like(raw)
-    for start in range(0, raw.size, block):
-        history = history_of(raw[None, :start], scoring.calibration_quantile, calibration,
-                             suppression)
-        out[start:start + block] = calibrate(raw[None, start:start + block], history,
-                                             suppress=suppression > 0).score[0]
-    return out
+        return None
+    return RunningHistory(
+        np.empty((1, 0)), scoring.calibration_quantile,
+        window_points(scoring.calibration_window, item.step_seconds),
+        window_points(scoring.suppression_window, item.step_seconds)).next_window
 
 
 def _pinball(actual: FloatArray, forecast: QuantileForecast, steps: int) -> float:
@@ -158,18 +148,16 @@ def _replay_grid(
         contexts[index, context - past.size:] = past
         ahead = values[origin:origin + horizon]
         actuals[index, :ahead.size] = ahead
-    if scoring.reanchor_shifts:
-        contexts = reanchor(contexts)
-    quantiles = tuple(sorted({*band_quantiles(scoring), *ACCURACY_QUANTILES}))
-    request = ForecastRequest(contexts, horizon, quantiles, item.step_seconds)
-    forecast = engine.forecast(model, request)
-    baseline = forecast if model == BASELINE else engine.forecast(BASELINE, request)
-    scored = score(scoring, actuals, forecast, noise_level(contexts))
-    raw = scored.score.reshape(-1)[:rows - start]
+    checked = check_windows(scoring, contexts, actuals, item.step_seconds,
+                            partial(engine.forecast, model), 1, replay_history(scoring, item),
+                            extra_quantiles=ACCURACY_QUANTILES)
+    forecast = checked.forecast
+    baseline = forecast if model == BASELINE else engine.forecast(BASELINE, ForecastRequest(
+        prepare_contexts(scoring, contexts), horizon, forecast.quantiles, item.step_seconds))
     scores = np.full(rows, np.nan)
-    scores[start:] = detect_blocks(raw, scoring, horizon, item.step_seconds)
+    scores[start:] = checked.score.reshape(-1)[:rows - start]
     median = np.full(rows, np.nan)
-    median[start:] = scored.yhat.reshape(-1)[:rows - start]
+    median[start:] = checked.yhat.reshape(-1)[:rows - start]
     return Replayed(LabelledScores(item.name, scores, item.windows), median,
                     _accuracy(actuals, forecast, baseline))
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from openanomaly.domain.errors import ModelError
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
-from openanomaly.entrypoints.server_metrics import Metrics
+from openanomaly.entrypoints.model_server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from openanomaly.adapters.datasets.nab import load_corpus
-from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.bootstrap import benchmark_engine, nab_corpus
+from openanomaly.config import ModelSettings
 from openanomaly.domain.errors import ConfigError
 from openanomaly.domain.nab_scoring import PROFILES, ProfileResult, evaluate
 from openanomaly.domain.pipeline import ScoringSpec
-from openanomaly.services.nab_benchmark import (
+from openanomaly.ports import ModelEngine
+from openanomaly.services.nab_replay import (
     BASELINE,
     Accuracy,
     Replayed,
@@ -47,12 +47,12 @@ def load_scoring(path: Path | None) -> ScoringSpec:
         raise ConfigError(f"{path}: invalid scoring options: {exc}") from None
 
 
-_engine: LocalModelEngine | None = None
+_engine: ModelEngine | None = None
 
 
 def _start_worker(models: dict[str, ModelSettings]) -> None:
     global _engine
-    _engine = LocalModelEngine(models)
+    _engine = benchmark_engine(models)
 
 
 def _replay_one(item: ReplayInput, scoring: ScoringSpec, model: str, horizon: int,
@@ -70,7 +70,7 @@ def replay_corpus(items: list[ReplayInput], models: dict[str, ModelSettings],
     with tqdm(total=len(items), unit="file", desc="replay", file=sys.stderr,
               disable=None) as bar:
         if jobs <= 1:
-            return replay(items, scoring, LocalModelEngine(models), model, horizon, context,
+            return replay(items, scoring, benchmark_engine(models), model, horizon, context,
                           progress=lambda done, _total: bar.update(done - bar.n))
         done: dict[int, Replayed] = {}
         with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=(models,)) as pool:
@@ -128,7 +128,7 @@ def run_nab(
 def corpus_items(data: Path) -> list[ReplayInput]:
     """The NAB files of ``data``, each with its step and its rows' places on the grid."""
     items = []
-    for f in load_corpus(data):
+    for f in nab_corpus(data):
         step = step_seconds(f.timestamps_ms)
         items.append(ReplayInput(f.name, f.values, f.windows, step,
                                  grid_positions(f.timestamps_ms, step * 1000)))

@@ -50,7 +50,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -62,19 +62,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openanomaly import __version__
-from openanomaly.adapters.models.local_engine import LocalModelEngine
 from openanomaly.adapters.models.remote_engine import (
     TENSOR_MEDIA_TYPE,
     FrameError,
     decode_frame,
     encode_frame,
 )
+from openanomaly.bootstrap import model_server_engine
 from openanomaly.config import AppConfig
 from openanomaly.domain.errors import ConfigError, ModelError, UnknownModel
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.series import FloatArray
-from openanomaly.entrypoints.batching import ModelBatcher
-from openanomaly.entrypoints.server_metrics import Metrics
+from openanomaly.entrypoints.model_server.batching import ModelBatcher
+from openanomaly.entrypoints.model_server.metrics import Metrics
+
+if TYPE_CHECKING:
+    from openanomaly.adapters.models.local_engine import LocalModelEngine
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +376,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(config: AppConfig, engine: LocalModelEngine | None = None) -> FastAPI:
-    server = ModelServer(config, engine or LocalModelEngine(config.models))
+    server = ModelServer(config, engine or model_server_engine(config))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

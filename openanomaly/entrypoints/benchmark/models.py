@@ -16,51 +16,10 @@ from pathlib import Path
 
 import click
 
-from openanomaly.adapters.models import random_init
-from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.bootstrap import benchmark_engine, benchmark_model
 from openanomaly.config import AppConfig
-from openanomaly.services.benchmark import SpeedRow, measure
-
-# Published architectures with no weights on this machine: (builder kind, size).
-RANDOM_PRESETS: dict[str, tuple[str, str]] = {
-    "chronos-bolt-tiny": ("chronos-bolt", "tiny"),
-    "chronos-bolt-mini": ("chronos-bolt", "mini"),
-    "chronos-bolt-small": ("chronos-bolt", "small"),
-    "chronos-bolt-base": ("chronos-bolt", "base"),
-    "chronos-2": ("chronos-2", "base"),
-    "chronos-t5-tiny": ("chronos-t5", "tiny"),
-    "chronos-t5-small": ("chronos-t5", "small"),
-    "timesfm-2.5": ("timesfm-2.5", "200m"),
-    "tirex": ("tirex", "base"),
-}
-REAL_PRESETS: dict[str, ModelSettings] = {
-    "fracast": ModelSettings(backend="fracast"),
-    "seasonal_naive": ModelSettings(backend="seasonal_naive"),
-    "autoets": ModelSettings(backend="autoets"),
-    "seasonal": ModelSettings(backend="seasonal"),
-}
-
-
-def resolve(name: str, config: AppConfig | None, device: str | None, folder: Path,
-            batch: int = 512) -> tuple[ModelSettings, str]:
-    """Settings for a benchmarked model and where its weights come from. On a GPU the
-    largest benchmarked batch runs as one forward pass."""
-    updates: dict[str, object] = {"device": device} if device else {}
-    if device and device != "cpu":
-        updates["batch_size"] = batch
-    if config is not None and name in config.models:
-        return config.models[name].model_copy(update=updates), "configured"
-    if name in REAL_PRESETS:
-        return REAL_PRESETS[name].model_copy(update=updates), "bundled"
-    if name in RANDOM_PRESETS:
-        kind, size = RANDOM_PRESETS[name]
-        path = random_init.build(kind, folder / name, size)
-        backend = {"timesfm-2.5": "timesfm", "tirex": "tirex"}.get(kind, "chronos")
-        return ModelSettings(backend=backend, source=str(path), batch_size=batch).model_copy(
-            update=updates), "random init"
-    known = sorted({*REAL_PRESETS, *RANDOM_PRESETS, *(config.models if config else {})})
-    raise click.BadParameter(f"unknown model {name!r}; known: {', '.join(known)}")
+from openanomaly.domain.errors import UnknownModel
+from openanomaly.services.model_speed import SpeedRow, measure
 
 
 def run_bench(
@@ -76,8 +35,12 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="openanomaly-bench-") as tmp:
         models = dict(config.models) if config else {}
         for name in names:
-            settings, weights = resolve(name, config, device, Path(tmp), max(batches))
-            engine = LocalModelEngine({**models, name: settings})
+            try:
+                settings, weights = benchmark_model(name, config, device, Path(tmp),
+                                                    max(batches))
+            except UnknownModel as exc:
+                raise click.BadParameter(str(exc), param_hint="--models") from None
+            engine = benchmark_engine({**models, name: settings})
             started = time.perf_counter()
             engine.get(name)
             load_s = time.perf_counter() - started
