@@ -20,6 +20,7 @@ from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.series import Series
+from openanomaly.domain.slots import SlotStatus
 
 
 class TSDBClient(Protocol):
@@ -125,4 +126,8 @@ class SlotLedger(Protocol):
         ...
 
     def skipped(self, pipeline: str) -> int:
+        ...
+
+    def status(self, pipeline: str) -> SlotStatus:
+        """Everything the ledger holds for ``pipeline``, for `openanomaly status`."""
         ...

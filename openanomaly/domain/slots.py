@@ -29,6 +29,21 @@ class CatchUp:
     """Missed slots older than the horizon, not run (at most MAX_COUNTED for cron)."""
 
 
+@dataclass(frozen=True)
+class SlotStatus:
+    """What a slot ledger holds for one pipeline, as `openanomaly status` shows it."""
+
+    pipeline: str
+    last_completed_ms: int | None
+    completed_in_window: int
+    """Slots recorded as done within the ledger's window."""
+    last_error: dict[str, str] | None
+    skipped: int = 0
+    """Missed slots older than the catch-up horizon, never run."""
+    running: dict[int, str] = field(default_factory=dict)
+    """Claimed slots and the task holding each."""
+
+
 def latest_due(schedule: Schedule, now_ms: int) -> int:
     """The latest scheduled slot at or before ``now_ms``."""
     if schedule.interval_seconds is not None:

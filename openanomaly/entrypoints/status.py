@@ -33,14 +33,19 @@ def report(config: AppConfig, echo: Callable[[str], None], ping_seconds: float =
     echo(f"workers seen: {len(workers)}" + (f" ({', '.join(workers)})" if workers else ""))
     echo("pipelines:")
     for spec in config.pipelines:
-        last_ms = ledger.last_completed(spec.name)
-        last = from_ms(last_ms).isoformat() if last_ms is not None else "never"
+        status = ledger.status(spec.name)
+        last = (from_ms(status.last_completed_ms).isoformat()
+                if status.last_completed_ms is not None else "never")
         state = "" if spec.enabled else " (disabled)"
-        echo(f"  {spec.name}{state}: last completed slot {last}")
-        skipped = ledger.skipped(spec.name)
-        if skipped:
-            echo(f"    {skipped} missed slot(s) older than scheduler.catch_up_horizon, not run")
-        error = ledger.last_error(spec.name)
-        if error:
-            slot = from_ms(int(error["slot"])).isoformat() if error.get("slot") else "?"
-            echo(f"    last error at slot {slot}: {error.get('kind')}: {error.get('error')}")
+        echo(f"  {spec.name}{state}: last completed slot {last}, "
+             f"{status.completed_in_window} slot(s) done in the ledger's window")
+        for slot, owner in sorted(status.running.items()):
+            echo(f"    running: slot {from_ms(slot).isoformat()} (task {owner})")
+        if status.skipped:
+            echo(f"    {status.skipped} missed slot(s) older than scheduler.catch_up_horizon, "
+                 "not run")
+        if status.last_error:
+            error = status.last_error
+            slot_text = from_ms(int(error["slot"])).isoformat() if error.get("slot") else "?"
+            echo(f"    last error at slot {slot_text}: {error.get('kind')}: "
+                 f"{error.get('error')}")

@@ -17,6 +17,7 @@ def test_status_shows_lock_queue_workers_and_pipeline_slots(tmp_path, redis_serv
     ledger.complete("cpu", 1_700_000_100_000, "task-1")
     ledger.record_error("broken", 1_700_000_200_000, QueryRejected("parse error: bad"))
     ledger.record_skipped("cpu", 3)
+    ledger.claim("cpu", 1_700_000_400_000, "task-2", 60_000)
     done = subprocess.run(
         [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(config), "status"],
         capture_output=True, text=True, timeout=60)
@@ -25,7 +26,9 @@ def test_status_shows_lock_queue_workers_and_pipeline_slots(tmp_path, redis_serv
     assert "beat leader: none" in out
     assert "queue 'celery': 0 task(s) waiting" in out
     assert "workers seen: 0" in out
-    assert "cpu: last completed slot 2023-11-14T22:15:00+00:00" in out
+    assert ("cpu: last completed slot 2023-11-14T22:15:00+00:00, 1 slot(s) done in the "
+            "ledger's window") in out
+    assert "running: slot 2023-11-14T22:20:00+00:00 (task task-2)" in out
     assert "3 missed slot(s) older than scheduler.catch_up_horizon, not run" in out
     assert "broken: last completed slot never" in out
     assert "QueryRejected: parse error: bad" in out

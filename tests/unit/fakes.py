@@ -9,6 +9,7 @@ import numpy as np
 from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.errors import DuplicateSamples
 from openanomaly.domain.series import Series
+from openanomaly.domain.slots import SlotStatus
 
 
 class FakeTSDB:
@@ -155,3 +156,10 @@ class FakeLedger:
 
     def skipped(self, pipeline: str) -> int:
         return self.skips.get(pipeline, 0)
+
+    def status(self, pipeline: str) -> SlotStatus:
+        running = {slot: self.claimed_by(name, slot) for name, slot in self.claims
+                   if name == pipeline and self.claimed_by(name, slot) is not None}
+        return SlotStatus(pipeline, self.last_completed(pipeline),
+                          len(self.done_slots.get(pipeline, ())), self.last_error(pipeline),
+                          self.skipped(pipeline), running)

@@ -8,7 +8,7 @@ from openanomaly.config import AppConfig
 from openanomaly.services.slot_workflow import Delivery
 
 from .fakes import FakeLedger, FakeTSDB
-from .test_runs import ENGINE, N, STEP, T0, periodic, spec
+from .test_runs import ENGINE, STEP, T0, N, periodic, spec
 
 
 class Closable:

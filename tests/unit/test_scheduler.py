@@ -2,6 +2,7 @@ import threading
 
 from openanomaly.adapters.config.yaml_store import YamlConfigStore
 from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
+from openanomaly.domain.errors import QueryRejected, TSDBUnavailable
 from openanomaly.domain.pipeline import PipelineSpec
 
 
@@ -76,3 +77,24 @@ def test_a_slow_run_is_not_started_twice_and_errors_do_not_stop_the_loop():
     scheduler.stop()
     thread.join(5)
     assert len(calls) > 1  # the loop survived the failures
+
+
+def test_a_run_is_retried_only_while_its_error_says_retrying_can_help():
+    scheduler = EmbeddedScheduler(YamlConfigStore([]), max_retries=3, retry_backoff_max=0.01)
+    spec = PipelineSpec(name="p", query="up")
+    for failures, expected_calls in (
+            ([TSDBUnavailable("down"), TSDBUnavailable("down")], 3),  # then it succeeds
+            ([TSDBUnavailable("down")] * 9, 4),  # the first try and max_retries=3 retries
+            ([QueryRejected("parse error")], 1),
+            ([ValueError("a bug")], 1)):
+        calls = []
+
+        def run(spec, at, failures=failures, calls=calls):
+            calls.append(at)
+            if len(calls) <= len(failures):
+                raise failures[len(calls) - 1]
+            return "ok"
+
+        result = scheduler._guarded(run, spec, 60_000)
+        assert len(calls) == expected_calls, failures
+        assert result == ("ok" if expected_calls == 3 else None)

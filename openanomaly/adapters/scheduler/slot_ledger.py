@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.typing import EncodableT, FieldT
+
+from openanomaly.domain.slots import SlotStatus
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-@dataclass(frozen=True)
-class SlotStatus:
-    pipeline: str
-    last_completed_ms: int | None
-    completed_in_window: int
-    last_error: dict[str, str] | None
-    skipped: int = 0
 
 
 class RedisSlotLedger:
@@ -127,10 +119,20 @@ class RedisSlotLedger:
     def skipped(self, pipeline: str) -> int:
         return int(_text(self.client.get(self._key(pipeline, "skipped"))) or 0)
 
+    def running(self, pipeline: str) -> dict[int, str]:
+        prefix = self._key(pipeline, "claim", "")
+        found = {}
+        for key in self.client.scan_iter(match=f"{prefix}*", count=1000):
+            slot, owner = str(_text(key))[len(prefix):], _text(self.client.get(key))
+            if slot.isdigit() and owner is not None:  # not another pipeline's name prefix
+                found[int(slot)] = owner
+        return found
+
     def status(self, pipeline: str) -> SlotStatus:
         count = int(self.client.zcard(self._key(pipeline, "done")))
         return SlotStatus(pipeline, self.last_completed(pipeline), count,
-                          self.last_error(pipeline), self.skipped(pipeline))
+                          self.last_error(pipeline), self.skipped(pipeline),
+                          self.running(pipeline))
 
 
 def _text(value: Any) -> str | None:
