@@ -167,7 +167,8 @@ def test_concurrent_clients_share_batches_and_get_their_own_forecasts(server, lo
         thread.join(timeout=60)
     for index, (got, expected) in enumerate(zip(results, alone, strict=True)):
         assert isinstance(got, np.ndarray), f"client {index}: {got!r}"
-        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+        # Merged with other clients' series, so equal only up to batch-dependent rounding.
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
     batches = metric(server, "batches_total", "fracast") - batches_before
     batched = metric(server, "batched_requests_total", "fracast") - batched_before
     assert batched == len(contexts)

@@ -325,7 +325,9 @@ def test_concurrent_requests_share_engine_calls_and_get_their_own_results(
     answers, metrics = asyncio.run(together())
     for answer, expected in zip(answers, alone, strict=True):
         assert answer.status_code == 200, answer.text
-        np.testing.assert_array_equal(json_values(answer.json()), expected.values)
+        # Equal up to float rounding: a model's floats may move at ~1e-7 with the
+        # composition of its batch on some CPUs; another series' forecast is far off.
+        np.testing.assert_allclose(json_values(answer.json()), expected.values, rtol=1e-5)
     assert metric(metrics, "batched_requests_total", model) == len(rows)
     assert metric(metrics, "batches_total", model) == merged_batches
     assert metric(metrics, "series_total", model) == len(rows)
