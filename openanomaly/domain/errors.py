@@ -1,8 +1,23 @@
-"""The project's exceptions. Every message says what went wrong and what to do."""
+"""The project's exceptions. Every message says what went wrong and what to do.
+
+Each class says whether retrying can help (``retryable``): a database or model server that
+failed may answer the next time; a bad configuration, query or pipeline fails the same way
+on every try. Schedulers read the policy with ``is_retryable`` instead of keeping lists.
+"""
+
+from typing import ClassVar
 
 
 class OpenAnomalyError(Exception):
     """Base class of every error this project raises on purpose."""
+
+    retryable: ClassVar[bool] = False
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True when running the same work again may succeed; False for anything the project
+    does not know (a bug repeats on every retry)."""
+    return isinstance(error, OpenAnomalyError) and error.retryable
 
 
 class ConfigError(OpenAnomalyError):
@@ -12,6 +27,8 @@ class ConfigError(OpenAnomalyError):
 class TSDBError(OpenAnomalyError):
     """The time series database failed or refused a request."""
 
+    retryable = True
+
 
 class TSDBUnavailable(TSDBError):
     """The database could not be reached, or kept failing after the retries."""
@@ -20,22 +37,38 @@ class TSDBUnavailable(TSDBError):
 class QueryRejected(TSDBError):
     """The database rejected a query (bad PromQL, too many points, ...)."""
 
+    retryable = False
+
 
 class WriteRejected(TSDBError):
     """The database rejected a remote-write request with a non-retryable status."""
+
+    retryable = False
 
 
 class ModelError(OpenAnomalyError):
     """A model could not be found, loaded or run."""
 
+    retryable = True
+
 
 class UnknownModel(ModelError):
     """A pipeline names a model that is not configured."""
+
+    retryable = False
 
 
 class FactoryError(ModelError, ConfigError):
     """A custom model's factory cannot be imported or called as configured: a model error
     (the model server answers 422) that retrying cannot fix, like a configuration error."""
+
+    retryable = False
+
+
+class MissingExtra(ModelError, ConfigError):
+    """A configured model needs an optional package that is not installed."""
+
+    retryable = False
 
 
 class PipelineError(OpenAnomalyError):
