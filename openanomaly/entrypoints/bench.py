@@ -18,7 +18,13 @@ import click
 
 from openanomaly.adapters.models import random_init
 from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import (
+    FracastSettings,
+    ModelSettings,
+    SeasonalNaiveSettings,
+    StatsForecastSettings,
+    parse_model_settings,
+)
 from openanomaly.config import AppConfig
 from openanomaly.services.benchmark import SpeedRow, measure
 
@@ -35,10 +41,10 @@ RANDOM_PRESETS: dict[str, tuple[str, str]] = {
     "tirex": ("tirex", "base"),
 }
 REAL_PRESETS: dict[str, ModelSettings] = {
-    "fracast": ModelSettings(backend="fracast"),
-    "seasonal_naive": ModelSettings(backend="seasonal_naive"),
-    "autoets": ModelSettings(backend="autoets"),
-    "seasonal": ModelSettings(backend="seasonal"),
+    "fracast": FracastSettings(),
+    "seasonal_naive": SeasonalNaiveSettings(),
+    "autoets": StatsForecastSettings(backend="autoets"),
+    "seasonal": StatsForecastSettings(backend="seasonal"),
 }
 
 
@@ -50,17 +56,25 @@ def resolve(name: str, config: AppConfig | None, device: str | None, folder: Pat
     if device and device != "cpu":
         updates["batch_size"] = batch
     if config is not None and name in config.models:
-        return config.models[name].model_copy(update=updates), "configured"
+        return _with(config.models[name], updates), "configured"
     if name in REAL_PRESETS:
-        return REAL_PRESETS[name].model_copy(update=updates), "bundled"
+        return _with(REAL_PRESETS[name], updates), "bundled"
     if name in RANDOM_PRESETS:
         kind, size = RANDOM_PRESETS[name]
         path = random_init.build(kind, folder / name, size)
         backend = {"timesfm-2.5": "timesfm", "tirex": "tirex"}.get(kind, "chronos")
-        return ModelSettings(backend=backend, source=str(path), batch_size=batch).model_copy(
-            update=updates), "random init"
+        settings = parse_model_settings({"backend": backend, "source": str(path),
+                                         "batch_size": batch})
+        return _with(settings, updates), "random init"
     known = sorted({*REAL_PRESETS, *RANDOM_PRESETS, *(config.models if config else {})})
     raise click.BadParameter(f"unknown model {name!r}; known: {', '.join(known)}")
+
+
+def _with(settings: ModelSettings, updates: dict[str, object]) -> ModelSettings:
+    """``settings`` with those of ``updates`` its backend has (a statistical model has no
+    device or batch size)."""
+    fields = type(settings).model_fields
+    return settings.model_copy(update={k: v for k, v in updates.items() if k in fields})
 
 
 def run_bench(
@@ -82,11 +96,12 @@ def run_bench(
             engine.get(name)
             load_s = time.perf_counter() - started
             rows: list[SpeedRow] = measure(engine, name, batches, contexts, horizon, repeat)
+            device_name = getattr(settings, "device", "cpu")
             for row in rows:
-                echo(f"{name:<20} {weights:<12} {settings.device:<7} {load_s:>7.2f} "
+                echo(f"{name:<20} {weights:<12} {device_name:<7} {load_s:>7.2f} "
                      f"{row.batch:>6} {row.context:>8} {row.horizon:>8} "
                      f"{row.latency_s:>10.3f} {row.series_per_s:>10.1f}")
-                results.append({**asdict(row), "weights": weights, "device": settings.device,
+                results.append({**asdict(row), "weights": weights, "device": device_name,
                                 "load_s": load_s, "backend": settings.backend})
             del engine
     if out is not None:

@@ -89,7 +89,10 @@ def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
 @_friendly_errors
 def check_config(ctx: click.Context, connect: bool) -> None:
     """Validate the configuration file and list its pipelines."""
+    from openanomaly.adapters.models.registry import check_available
+
     config = _config(ctx)
+    check_available(config.models)
     click.echo(f"{ctx.obj['config_path']}: OK")
     click.echo(f"prometheus: {config.prometheus.url}")
     click.echo(f"models: {', '.join(sorted(config.models))}")

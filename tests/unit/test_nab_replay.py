@@ -1,12 +1,12 @@
 import numpy as np
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import SeasonalNaiveSettings
 from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.services.nab_benchmark import ReplayInput, grid_positions, replay_file
 
-ENGINE = LocalModelEngine({"naive": ModelSettings(backend="seasonal_naive", season="4h"),
-                          "seasonal_naive": ModelSettings(backend="seasonal_naive")})
+ENGINE = LocalModelEngine({"naive": SeasonalNaiveSettings(season="4h"),
+                          "seasonal_naive": SeasonalNaiveSettings()})
 
 
 def signal(n=1200, seed=0):
