@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from openanomaly.adapters.config.yaml_store import YamlConfigStore
 from openanomaly.adapters.datasets.nab import NabFile, load_corpus
 from openanomaly.adapters.models.local_engine import LocalModelEngine
+from openanomaly.adapters.models.registry import check_available
 from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
@@ -84,6 +85,12 @@ def build_store(config: AppConfig) -> ConfigStore:
 
 def build_engine(config: AppConfig) -> LocalModelEngine:
     return LocalModelEngine(config.models, cache_mb=config.inference.cache_mb)
+
+
+def check_models_installed(config: AppConfig) -> None:
+    """MissingExtra naming every configured model whose optional packages are missing,
+    found without importing them (`check-config`)."""
+    check_available(config.models)
 
 
 def bootstrap(

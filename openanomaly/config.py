@@ -23,8 +23,10 @@ from pydantic import (
 )
 
 # Re-exported: entry points take config types from here, not from the adapters.
+from openanomaly.adapters.models.settings import EnsembleSettings
 from openanomaly.adapters.models.settings import ModelSettings as ModelSettings
 from openanomaly.adapters.models.settings import default_models as default_models
+from openanomaly.adapters.models.settings import parse_model_settings as parse_model_settings
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
 from openanomaly.domain.errors import ConfigError
 from openanomaly.domain.pipeline import PipelineSpec
@@ -168,10 +170,12 @@ class AppConfig(_Section):
     def _complete(self) -> AppConfig:
         self.models = {**default_models(), **self.models}
         for name, model in self.models.items():
+            if not isinstance(model, EnsembleSettings):
+                continue
             for member in model.members:
                 if member not in self.models:
                     raise ValueError(f"models.{name}: unknown ensemble member {member!r}")
-                if self.models[member].backend == "ensemble":
+                if isinstance(self.models[member], EnsembleSettings):
                     raise ValueError(f"models.{name}: member {member!r} is itself an ensemble")
         seen: set[str] = set()
         for index, pipeline in enumerate(self.pipelines):
@@ -226,28 +230,45 @@ def validate_config(raw: dict[str, Any], file: Path | str = "<config>") -> AppCo
 def format_validation_error(exc: ValidationError, file: Path | str, raw: Any) -> str:
     lines = [f"{file}: invalid configuration ({exc.error_count()} problem(s)):"]
     for error in exc.errors():
-        where = _key_path(error["loc"], raw)
+        where, tag = _key_path(error["loc"], raw)
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
+        if error["type"] == "extra_forbidden" and tag:
+            key, value = tag
+            message = (f"unknown key for {key} {value} (check its spelling; each {key} "
+                       f"takes its own keys)")
+        elif error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling and the section it is in)"
+        elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # The entry's kind (e.g. a model's backend) is wrong or missing.
+            context = error.get("ctx", {})
+            where = ".".join(filter(None, [where, context["discriminator"].strip("'")]))
+            message = (f"must be one of {context['expected_tags']}, got {context['tag']!r}"
+                       if "tag" in context else "required")
         lines.append(f"  {where or '(top level)'}: {message}")
     return "\n".join(lines)
 
 
-def _key_path(loc: tuple[Any, ...], raw: Any) -> str:
+def _key_path(loc: tuple[Any, ...], raw: Any) -> tuple[str, tuple[str, str] | None]:
+    """The file's key path of pydantic's ``loc``, and the key and value that chose the
+    entry's class when a discriminated union did (e.g. ``("backend", "fracast")``)."""
     parts: list[str] = []
+    tag: tuple[str, str] | None = None
     node = raw
-    for item in loc:
+    for index, item in enumerate(loc):
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
             node = node[item] if isinstance(node, list) and item < len(node) else None
             if isinstance(node, dict) and "name" in node:
                 parts[-1] += f" ({node['name']})"
+        elif (isinstance(node, dict) and item not in node and item in node.values()
+              and index < len(loc) - 1):
+            # A discriminated union names the class it chose by its tag, not by a key.
+            tag = next((str(key), item) for key, value in node.items() if value == item)
         elif isinstance(item, str) and not item.startswith(("function-", "tagged-union")):
             # Validator and union names in pydantic's path are not keys of the file.
             parts.append(item)
             node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts)
+    return ".".join(parts), tag
 
 
 def _read_yaml(file: Path, required: bool) -> Any:

@@ -12,7 +12,7 @@ import os
 import time
 
 from openanomaly.adapters.models.seasonal_naive import SeasonalNaiveBackend
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import CustomSettings, SeasonalNaiveSettings
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 
 SLEEP_ENV = "OPENANOMALY_TEST_MODEL_SLEEP"
@@ -20,14 +20,15 @@ DEFAULT_SLEEP_S = 4.0
 
 
 class SlowSeasonalNaive:
-    def __init__(self, name: str, settings: ModelSettings) -> None:
+    def __init__(self, name: str, settings: CustomSettings) -> None:
         self.name = name
-        self.inner = SeasonalNaiveBackend(name, settings)
+        self.inner = SeasonalNaiveBackend(name, SeasonalNaiveSettings(
+            season=settings.season, max_context=settings.max_context))
 
     def forecast(self, request: ForecastRequest) -> QuantileForecast:
         time.sleep(float(os.environ.get(SLEEP_ENV, DEFAULT_SLEEP_S)))
         return self.inner.forecast(request)
 
 
-def slow_seasonal_naive(name: str, settings: ModelSettings) -> SlowSeasonalNaive:
+def slow_seasonal_naive(name: str, settings: CustomSettings) -> SlowSeasonalNaive:
     return SlowSeasonalNaive(name, settings)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from openanomaly import __version__
-from openanomaly.bootstrap import bootstrap
+from openanomaly.bootstrap import bootstrap, check_models_installed
 from openanomaly.config import CONFIG_ENV, AppConfig, load_config
 from openanomaly.domain.errors import ConfigError, OpenAnomalyError
 from openanomaly.domain.timeutil import format_duration, from_ms, parse_time
@@ -91,6 +91,7 @@ def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
 def check_config(ctx: click.Context, connect: bool) -> None:
     """Validate the configuration file and list its pipelines."""
     config = _config(ctx)
+    check_models_installed(config)
     click.echo(f"{ctx.obj['config_path']}: OK")
     click.echo(f"prometheus: {config.prometheus.url}")
     click.echo(f"models: {', '.join(sorted(config.models))}")

@@ -60,6 +60,9 @@ def test_check_config_lists_pipelines(tmp_path):
      "pipelines[0] (cpu).step: not a duration"),
     ("pipelines:\n  - name: cpu\n    query: up\n    model: gpt\n", "unknown model 'gpt'"),
     ("prometheus:\n  bearer_token: ${MISSING_TOKEN_VAR}\n", "MISSING_TOKEN_VAR is not set"),
+    ("models:\n  m:\n    backend: fracast\n    members: [a, b]\n",
+     "models.m.members: unknown key for backend fracast"),
+    ("models:\n  m:\n    backend: prophet\n", "models.m.backend: must be one of 'fracast'"),
 ])
 def test_bad_config_is_one_clear_message_and_exit_2(tmp_path, text, expected):
     done = openanomaly("check-config", config=write_config(tmp_path, text))
@@ -67,6 +70,21 @@ def test_bad_config_is_one_clear_message_and_exit_2(tmp_path, text, expected):
     assert expected in done.stderr
     assert str(tmp_path / "config.yaml") in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_check_config_names_the_extra_a_configured_model_needs(tmp_path):
+    config = write_config(tmp_path, "models:\n  ets:\n    backend: autoets\n")
+    # None in sys.modules is Python's own mark of a package that is not installed.
+    without_statsforecast = ("import sys; sys.modules['statsforecast'] = None; "
+                             "from openanomaly.entrypoints.cli import main; main()")
+    done = subprocess.run(
+        [sys.executable, "-c", without_statsforecast, "--config", str(config), "check-config"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert ("models.ets: backend autoets needs the statsforecast extra (statsforecast not "
+            "installed): pip install 'openanomaly[statsforecast]'") in done.stderr
+    assert "Traceback" not in done.stderr
+    assert openanomaly("check-config", config=config).returncode == 0, "installed here"
 
 
 def test_missing_config_file_names_the_variable(tmp_path):

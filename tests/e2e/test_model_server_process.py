@@ -15,7 +15,7 @@ import pytest
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
 from openanomaly.adapters.models.remote_engine import RemoteModelEngine
-from openanomaly.adapters.models.settings import ModelSettings, default_models
+from openanomaly.adapters.models.settings import RemoteSettings, default_models
 from openanomaly.domain.errors import ModelError, UnknownModel
 from openanomaly.domain.forecast import ForecastRequest
 
@@ -176,12 +176,14 @@ def test_concurrent_clients_share_batches_and_get_their_own_forecasts(server, lo
 
 
 def test_remote_backend_through_the_local_engine(server, local):
-    settings = ModelSettings(backend="remote", url=server.url, token=TOKEN, remote_model="fracast")
+    settings = RemoteSettings(url=server.url, token=TOKEN, remote_model="fracast")
     engine = LocalModelEngine({"r": settings})
     wanted = request(ragged([500, 150], seed=7))
     np.testing.assert_allclose(engine.forecast("r", wanted).values,
                                local.forecast("fracast", wanted).values, rtol=0, atol=1e-9)
-    engine.get("r").close()
+    client = engine.get("r").engine._client
+    engine.close()
+    assert engine.loaded() == [] and client.is_closed, "closing the engine closes its clients"
 
 
 def test_refusals_are_not_retried_and_say_what_to_fix(server, remote):

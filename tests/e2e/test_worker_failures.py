@@ -27,7 +27,7 @@ import redis
 from celery import Celery
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import SeasonalNaiveSettings
 from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.config import load_config
@@ -224,7 +224,7 @@ def clean_run(s: Setup) -> tuple[SampleMap, int]:
     slow one answers), writes recorded instead of sent."""
     config = load_config(s.config, environ={})
     spec = next(p for p in config.pipelines if p.name == PIPELINE)
-    engine = LocalModelEngine({"slow": ModelSettings(backend="seasonal_naive", season=SEASON)})
+    engine = LocalModelEngine({"slow": SeasonalNaiveSettings(season=SEASON)})
     with PrometheusAdapter(config.prometheus) as reader:
         tsdb = RecordingTSDB(reader)
         result = run_pipeline(spec, s.slot, tsdb, engine)

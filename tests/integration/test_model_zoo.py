@@ -10,7 +10,15 @@ import pytest
 
 from openanomaly.adapters.models import random_init
 from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import (
+    ChronosSettings,
+    EnsembleSettings,
+    FracastSettings,
+    SeasonalNaiveSettings,
+    StatsForecastSettings,
+    TimesFMSettings,
+    parse_model_settings,
+)
 from openanomaly.domain.errors import ModelError
 from openanomaly.domain.forecast import ForecastRequest
 
@@ -52,8 +60,8 @@ def request(context, horizon=10):
 def test_foundation_models_shapes_order_determinism_and_batch_independence(
     checkpoints, kind, backend
 ):
-    engine = LocalModelEngine({"m": ModelSettings(backend=backend, source=checkpoints[kind],
-                                                  batch_size=2, max_context=512)})
+    engine = LocalModelEngine({"m": parse_model_settings({
+        "backend": backend, "source": checkpoints[kind], "batch_size": 2, "max_context": 512})})
     rows, batch = ragged_batch()
     forecast = engine.forecast("m", request(batch)).values
     assert forecast.shape == (5, 10, 3) and np.isfinite(forecast).all()
@@ -66,16 +74,14 @@ def test_foundation_models_shapes_order_determinism_and_batch_independence(
 
 
 def test_chronos_long_horizon_beyond_the_native_prediction_length(checkpoints):
-    engine = LocalModelEngine({"m": ModelSettings(backend="chronos",
-                                                  source=checkpoints["chronos-bolt"])})
+    engine = LocalModelEngine({"m": ChronosSettings(source=checkpoints["chronos-bolt"])})
     forecast = engine.forecast("m", request(series(300, 6), horizon=100)).values
     assert forecast.shape == (1, 100, 3) and np.isfinite(forecast).all()
 
 
 def test_chronos_needs_a_source_and_an_unreachable_hub_id_is_a_clear_error(monkeypatch):
-    engine = LocalModelEngine({"none": ModelSettings(backend="chronos"),
-                               "hub": ModelSettings(backend="chronos",
-                                                    source="amazon/chronos-bolt-tiny")})
+    engine = LocalModelEngine({"none": ChronosSettings(),
+                               "hub": ChronosSettings(source="amazon/chronos-bolt-tiny")})
     with pytest.raises(ModelError, match="set source"):
         engine.forecast("none", request(series(100, 1)))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -88,7 +94,7 @@ def test_chronos_needs_a_source_and_an_unreachable_hub_id_is_a_clear_error(monke
 
 @pytest.mark.parametrize("backend", ["autoets", "seasonal"])
 def test_statsforecast_backends(backend):
-    engine = LocalModelEngine({"m": ModelSettings(backend=backend, season="48m")})
+    engine = LocalModelEngine({"m": StatsForecastSettings(backend=backend, season="48m")})
     context = np.stack([series(480, 7), series(480, 8)])
     context[1, :475] = np.nan  # too little history: NaN, not an error
     forecast = engine.forecast("m", request(context, horizon=48)).values
@@ -101,12 +107,11 @@ def test_statsforecast_backends(backend):
 
 def test_ensemble_takes_the_median_of_its_members_level_by_level():
     members = {
-        "naive": ModelSettings(backend="seasonal_naive", season="48m"),
-        "ets": ModelSettings(backend="autoets"),
-        "fracast": ModelSettings(backend="fracast"),
+        "naive": SeasonalNaiveSettings(season="48m"),
+        "ets": StatsForecastSettings(backend="autoets"),
+        "fracast": FracastSettings(),
     }
-    engine = LocalModelEngine({**members, "ens": ModelSettings(
-        backend="ensemble", members=list(members))})
+    engine = LocalModelEngine({**members, "ens": EnsembleSettings(members=list(members))})
     context = request(np.stack([series(500, 9), series(500, 10)]))
     expected = np.median(np.stack([engine.forecast(m, context).values for m in members]), axis=0)
     np.testing.assert_allclose(engine.forecast("ens", context).values, expected)
@@ -114,9 +119,9 @@ def test_ensemble_takes_the_median_of_its_members_level_by_level():
 
 def test_models_beyond_the_memory_bound_are_unloaded_least_recently_used_first(checkpoints):
     engine = LocalModelEngine({
-        "a": ModelSettings(backend="chronos", source=checkpoints["chronos-bolt"]),
-        "b": ModelSettings(backend="chronos", source=checkpoints["chronos-2"]),
-        "naive": ModelSettings(backend="seasonal_naive"),
+        "a": ChronosSettings(source=checkpoints["chronos-bolt"]),
+        "b": ChronosSettings(source=checkpoints["chronos-2"]),
+        "naive": SeasonalNaiveSettings(),
     }, cache_mb=0.45)  # bolt: 0.32 MB, chronos-2: 0.16 MB
     engine.get("a")
     engine.get("naive")
@@ -129,8 +134,8 @@ def test_timesfm_2p5_random_checkpoint_through_from_pretrained(tmp_path):
     pytest.importorskip("timesfm")
     # TimesFM 2.5 has a single size: a random 200M-parameter checkpoint (0.9 GB).
     path = random_init.build("timesfm-2.5", tmp_path / "timesfm")
-    engine = LocalModelEngine({"t": ModelSettings(backend="timesfm", source=str(path),
-                                                  batch_size=4, max_context=256)})
+    engine = LocalModelEngine({"t": TimesFMSettings(source=str(path), batch_size=4,
+                                                    max_context=256)})
     rows, batch = ragged_batch()
     forecast = engine.forecast("t", request(batch)).values
     assert forecast.shape == (5, 10, 3) and np.isfinite(forecast).all()

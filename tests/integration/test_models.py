@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings, default_models
+from openanomaly.adapters.models.settings import FracastSettings, default_models
 from openanomaly.domain.errors import ModelError
 from openanomaly.domain.forecast import ForecastRequest
 
@@ -44,7 +44,7 @@ def test_fracast_is_deterministic_and_independent_of_batching_padding_and_length
     padded = np.full((len(series), width), np.nan)
     for row, s in enumerate(series):
         padded[row, width - s.size:] = s  # ragged contexts, left-padded with NaN
-    small_batches = LocalModelEngine({"f": ModelSettings(backend="fracast", batch_size=2)})
+    small_batches = LocalModelEngine({"f": FracastSettings(batch_size=2)})
     together = small_batches.forecast("f", request(padded)).values
     for row in range(len(series)):
         np.testing.assert_allclose(together[row], alone[row], rtol=1e-5, atol=1e-5)
@@ -92,7 +92,7 @@ def test_models_load_once_even_under_concurrent_first_use():
 
 
 def test_bad_weights_folder_is_a_model_error(tmp_path):
-    engine = LocalModelEngine({"f": ModelSettings(backend="fracast", source=str(tmp_path))})
+    engine = LocalModelEngine({"f": FracastSettings(source=str(tmp_path))})
     with pytest.raises(ModelError, match="cannot load Fracast weights"):
         engine.forecast("f", request(daily(500, 7)))
 

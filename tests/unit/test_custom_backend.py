@@ -5,7 +5,11 @@ import pytest
 from pydantic import ValidationError
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import (
+    CustomSettings,
+    SeasonalNaiveSettings,
+    parse_model_settings,
+)
 from openanomaly.config import load_config
 from openanomaly.domain.errors import ConfigError, FactoryError, ModelError
 from openanomaly.domain.forecast import ForecastRequest
@@ -30,14 +34,14 @@ def request():
 
 
 def custom(factory, **extra):
-    return ModelSettings(backend="custom", factory=factory, **extra)
+    return CustomSettings(factory=factory, **extra)
 
 
 def test_factory_builds_the_backend_used_by_the_engine(monkeypatch):
     monkeypatch.setenv(SLEEP_ENV, "0")
     engine = LocalModelEngine({
         "slow": custom("tests.slow_model:slow_seasonal_naive", season="12m"),
-        "plain": ModelSettings(backend="seasonal_naive", season="12m"),
+        "plain": SeasonalNaiveSettings(season="12m"),
     })
     backend = engine.get("slow")
     assert isinstance(backend, SlowSeasonalNaive)
@@ -70,25 +74,25 @@ def test_config_file_accepts_a_custom_model(tmp_path):
 
 
 @pytest.mark.parametrize(("settings", "expected"), [
-    ({"backend": "custom"}, "backend: custom needs factory ('module.path:callable'"),
-    ({"backend": "custom", "factory": ""}, "backend: custom needs factory"),
+    ({"backend": "custom"}, "custom.factory\n  Field required"),
+    ({"backend": "custom", "factory": ""}, "factory must be written 'module.path:callable'"),
     ({"backend": "custom", "factory": "tests.slow_model"},
      "factory must be written 'module.path:callable', got 'tests.slow_model'"),
     ({"backend": "custom", "factory": ":slow_seasonal_naive"},
      "factory must be written 'module.path:callable'"),
     ({"backend": "seasonal_naive", "factory": "tests.slow_model:slow_seasonal_naive"},
-     "factory only applies to backend: custom (this model's backend is seasonal_naive)"),
+     "seasonal_naive.factory\n  Extra inputs are not permitted"),
 ])
 def test_settings_refuse_a_missing_or_misplaced_factory(settings, expected):
     with pytest.raises(ValidationError, match=r"factory") as caught:
-        ModelSettings(**settings)
+        parse_model_settings(settings)
     assert expected in str(caught.value)
 
 
 def test_config_error_names_the_model_key(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("models:\n  mine:\n    backend: custom\n")
-    with pytest.raises(ConfigError, match=r"models\.mine: backend: custom needs factory"):
+    with pytest.raises(ConfigError, match=r"models\.mine\.factory: Field required"):
         load_config(path, environ={})
 
 

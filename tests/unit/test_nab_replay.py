@@ -1,7 +1,7 @@
 import numpy as np
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import SeasonalNaiveSettings
 from openanomaly.domain.pipeline import PipelineSpec, ScoringSpec
 from openanomaly.domain.series import Series
 from openanomaly.services.nab_replay import (
@@ -14,8 +14,8 @@ from openanomaly.services.runs import run_anomaly_check
 
 from .fakes import FakeTSDB
 
-ENGINE = LocalModelEngine({"naive": ModelSettings(backend="seasonal_naive", season="4h"),
-                          "seasonal_naive": ModelSettings(backend="seasonal_naive")})
+ENGINE = LocalModelEngine({"naive": SeasonalNaiveSettings(season="4h"),
+                          "seasonal_naive": SeasonalNaiveSettings()})
 
 
 def signal(n=1200, seed=0):

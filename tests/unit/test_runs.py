@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import SeasonalNaiveSettings
 from openanomaly.domain.errors import TooManySeries, UnknownModel
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.series import Series
@@ -16,7 +16,7 @@ from .fakes import FakeTSDB
 STEP = 60_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % STEP
 N = 600
-ENGINE = LocalModelEngine({"naive": ModelSettings(backend="seasonal_naive", season="1h")})
+ENGINE = LocalModelEngine({"naive": SeasonalNaiveSettings(season="1h")})
 
 
 def spec(**fields):

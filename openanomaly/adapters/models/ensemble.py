@@ -6,18 +6,16 @@ keeps one member's failure from dragging the band; a member that cannot forecast
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.registry import Forecaster
+from openanomaly.adapters.models.settings import EnsembleSettings
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
-
-Forecaster = Callable[[str, ForecastRequest], QuantileForecast]
 
 
 class EnsembleBackend:
-    def __init__(self, name: str, settings: ModelSettings, forecast: Forecaster) -> None:
+    def __init__(self, name: str, settings: EnsembleSettings, forecast: Forecaster) -> None:
         self.name = name
         self.settings = settings
         self._forecast = forecast

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.batched import BatchedQuantileBackend
+from openanomaly.adapters.models.settings import FracastSettings
 from openanomaly.adapters.models.torch_loading import resolve_device
 from openanomaly.domain.errors import ModelError
-from openanomaly.domain.forecast import ForecastRequest, QuantileForecast, interpolate_quantiles
-
-log = logging.getLogger(__name__)
-
-# Fracast refuses contexts with fewer finite points than this.
-MIN_OBSERVED = 8
+from openanomaly.domain.series import FloatArray
 
 
-class FracastBackend:
-    def __init__(self, name: str, settings: ModelSettings) -> None:
-        try:
-            from fracast import FracastModel
-        except ImportError as exc:
-            raise ModelError(
-                "the fracast package is missing: pip install fracast (its weights ship inside it)"
-            ) from exc
-        self.name = name
+class FracastBackend(BatchedQuantileBackend):
+    # Fracast refuses contexts with fewer finite points than this.
+    MIN_OBSERVED = 8
+
+    def __init__(self, name: str, settings: FracastSettings) -> None:
+        from fracast import FracastModel  # here: loaded with the first model that uses it
+
+        super().__init__(name, settings.batch_size)
         self.settings = settings
         try:
             self.model = FracastModel.from_pretrained(
@@ -40,21 +33,8 @@ class FracastBackend:
                                self.model.context_length)
         self.native_quantiles = tuple(self.model.quantiles)
 
-    def forecast(self, request: ForecastRequest) -> QuantileForecast:
-        context = request.context[:, -self.max_context:]
-        n_series = context.shape[0]
-        native = np.full(
-            (n_series, request.horizon, len(self.native_quantiles)), np.nan, dtype=np.float64
-        )
-        usable = np.isfinite(context).sum(axis=1) >= MIN_OBSERVED
-        rows = np.flatnonzero(usable)
-        size = self.settings.batch_size
-        for first in range(0, rows.size, size):
-            chunk = rows[first:first + size]
-            # Each row is normalised and run independently inside the model, so a series'
-            # forecast does not depend on which other series share its batch.
-            block = self.model.forecast_batch(
-                context[chunk].astype(np.float32), horizon=request.horizon
-            )
-            native[chunk] = block
-        return interpolate_quantiles(self.native_quantiles, native, request.quantiles, self.name)
+    def _predict(self, context: FloatArray, horizon: int,
+                 levels: tuple[float, ...]) -> np.ndarray:
+        # Each row is normalised and run independently inside the model, so a series'
+        # forecast does not depend on which other series share its batch.
+        return self.model.forecast_batch(context.astype(np.float32), horizon=horizon)

@@ -6,100 +6,18 @@ does not fit unloads the models used longest ago.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Protocol, cast
+from typing import Any
 
+from openanomaly.adapters.models.registry import Backend, build_backend
 from openanomaly.adapters.models.settings import ModelSettings
-from openanomaly.domain.errors import FactoryError, ModelError, UnknownModel
+from openanomaly.domain.errors import UnknownModel
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 
 log = logging.getLogger(__name__)
-
-
-class Backend(Protocol):
-    def forecast(self, request: ForecastRequest) -> QuantileForecast: ...
-
-
-def _build(name: str, settings: ModelSettings, engine: LocalModelEngine) -> Backend:
-    # Imported here so a backend's heavy dependencies load only when it is used.
-    if settings.backend == "fracast":
-        from openanomaly.adapters.models.fracast_backend import FracastBackend
-
-        return FracastBackend(name, settings)
-    if settings.backend == "chronos":
-        from openanomaly.adapters.models.chronos_backend import ChronosBackend
-
-        return ChronosBackend(name, settings)
-    if settings.backend == "timesfm":
-        from openanomaly.adapters.models.timesfm_backend import TimesFMBackend
-
-        return TimesFMBackend(name, settings)
-    if settings.backend == "tirex":
-        from openanomaly.adapters.models.tirex_backend import TiRexBackend
-
-        return TiRexBackend(name, settings)
-    if settings.backend in ("autoets", "seasonal"):
-        from openanomaly.adapters.models.statsforecast_backend import StatsForecastBackend
-
-        return StatsForecastBackend(name, settings)
-    if settings.backend == "ensemble":
-        from openanomaly.adapters.models.ensemble import EnsembleBackend
-
-        return EnsembleBackend(name, settings, engine.forecast)
-    if settings.backend == "remote":
-        from openanomaly.adapters.models.remote_engine import RemoteBackend
-
-        return RemoteBackend(name, settings)
-    if settings.backend == "custom":
-        return _build_custom(name, settings)
-    from openanomaly.adapters.models.seasonal_naive import SeasonalNaiveBackend
-
-    return SeasonalNaiveBackend(name, settings)
-
-
-def _build_custom(name: str, settings: ModelSettings) -> Backend:
-    """Call the user's ``module.path:callable`` as ``callable(name, settings)``."""
-    factory = settings.factory or ""
-    where = f"model {name!r}: factory {factory!r}"
-    module_name, _, attribute = factory.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise FactoryError(
-            f"{where}: cannot import module {module_name!r} ({exc}); check the module path "
-            f"and that it is installed or on PYTHONPATH"
-        ) from exc
-    except Exception as exc:
-        raise FactoryError(
-            f"{where}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    build: Any = module
-    for part in attribute.split("."):
-        try:
-            build = getattr(build, part)
-        except AttributeError:
-            raise FactoryError(
-                f"{where}: module {module_name!r} has no attribute {attribute!r}"
-            ) from None
-    if not callable(build):
-        raise FactoryError(f"{where}: {attribute!r} is a {type(build).__name__}, not callable")
-    try:
-        backend = build(name, settings)
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise ModelError(
-            f"{where}: building the model failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    if not callable(getattr(backend, "forecast", None)):
-        raise FactoryError(
-            f"{where}: returned a {type(backend).__name__} without a forecast(request) method"
-        )
-    return cast(Backend, backend)
 
 
 def parameter_bytes(backend: object) -> int:
@@ -153,7 +71,7 @@ class LocalModelEngine:
             # Loading under the lock: two threads asking for a new model load it once.
             if model not in self._loaded:
                 started = time.perf_counter()
-                backend = _build(model, settings, self)
+                backend = build_backend(model, settings, self.forecast)
                 size = parameter_bytes(backend)
                 self._make_room(size)
                 self._loaded[model] = (backend, size)
@@ -171,3 +89,15 @@ class LocalModelEngine:
             log.info("model unloaded to stay within the cache", extra={
                 "model": name, "mb": round(size / 2**20, 1),
                 "cache_mb": round(self.cache_bytes / 2**20)})
+
+    def close(self) -> None:
+        """Unload every model; backends holding connections (remote) close them."""
+        with self._lock:
+            while self._loaded:
+                _close(self._loaded.popitem()[1][0])
+
+
+def _close(backend: object) -> None:
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()

@@ -8,7 +8,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from openanomaly.adapters.models import random_init
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import (
+    FracastSettings,
+    ModelSettings,
+    SeasonalNaiveSettings,
+    StatsForecastSettings,
+    parse_model_settings,
+)
 from openanomaly.domain.errors import UnknownModel
 
 # Published architectures with no weights on this machine: (builder kind, size).
@@ -24,10 +30,10 @@ RANDOM_PRESETS: dict[str, tuple[str, str]] = {
     "tirex": ("tirex", "base"),
 }
 REAL_PRESETS: dict[str, ModelSettings] = {
-    "fracast": ModelSettings(backend="fracast"),
-    "seasonal_naive": ModelSettings(backend="seasonal_naive"),
-    "autoets": ModelSettings(backend="autoets"),
-    "seasonal": ModelSettings(backend="seasonal"),
+    "fracast": FracastSettings(),
+    "seasonal_naive": SeasonalNaiveSettings(),
+    "autoets": StatsForecastSettings(backend="autoets"),
+    "seasonal": StatsForecastSettings(backend="seasonal"),
 }
 
 
@@ -39,14 +45,22 @@ def resolve(name: str, configured: Mapping[str, ModelSettings], device: str | No
     if device and device != "cpu":
         updates["batch_size"] = batch
     if name in configured:
-        return configured[name].model_copy(update=updates), "configured"
+        return _with(configured[name], updates), "configured"
     if name in REAL_PRESETS:
-        return REAL_PRESETS[name].model_copy(update=updates), "bundled"
+        return _with(REAL_PRESETS[name], updates), "bundled"
     if name in RANDOM_PRESETS:
         kind, size = RANDOM_PRESETS[name]
         path = random_init.build(kind, folder / name, size)
         backend = {"timesfm-2.5": "timesfm", "tirex": "tirex"}.get(kind, "chronos")
-        return ModelSettings(backend=backend, source=str(path), batch_size=batch).model_copy(
-            update=updates), "random init"
+        settings = parse_model_settings({"backend": backend, "source": str(path),
+                                         "batch_size": batch})
+        return _with(settings, updates), "random init"
     known = sorted({*REAL_PRESETS, *RANDOM_PRESETS, *configured})
     raise UnknownModel(f"unknown model {name!r}; known: {', '.join(known)}")
+
+
+def _with(settings: ModelSettings, updates: dict[str, object]) -> ModelSettings:
+    """``settings`` with those of ``updates`` its backend has (a statistical model has no
+    device or batch size)."""
+    fields = type(settings).model_fields
+    return settings.model_copy(update={k: v for k, v in updates.items() if k in fields})

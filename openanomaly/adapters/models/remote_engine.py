@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 
 from openanomaly.adapters.http_retry import Closing, full_jitter, retry_after
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import RemoteSettings
 from openanomaly.domain.errors import ModelError, UnknownModel
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.series import FloatArray
@@ -197,9 +197,7 @@ class RemoteModelEngine(Closing):
 class RemoteBackend:
     """``backend: remote``: a configured model that forecasts on a model server."""
 
-    def __init__(self, name: str, settings: ModelSettings) -> None:
-        if not settings.url:
-            raise ModelError(f"model {name!r}: backend: remote needs url (the server's base URL)")
+    def __init__(self, name: str, settings: RemoteSettings) -> None:
         self.name = name
         self.remote_model = settings.remote_model or name
         self.engine = RemoteModelEngine(

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.settings import SeasonalNaiveSettings
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.series import FloatArray
 
@@ -22,7 +22,7 @@ def forward_fill(values: FloatArray) -> FloatArray:
 
 
 class SeasonalNaiveBackend:
-    def __init__(self, name: str, settings: ModelSettings) -> None:
+    def __init__(self, name: str, settings: SeasonalNaiveSettings) -> None:
         self.name = name
         self.settings = settings
 

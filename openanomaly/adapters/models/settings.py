@@ -1,93 +1,157 @@
-"""How a model is configured by name in the ``models`` section."""
+"""How a model is configured by name in the ``models`` section.
+
+Each backend has its own settings class holding only the keys it reads; ``backend`` picks
+the class (a discriminated union), so a key another backend takes is refused by name.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator
 
 from openanomaly.domain.pipeline import Duration
 
-Backend = Literal[
-    "fracast", "seasonal_naive", "chronos", "timesfm", "tirex", "autoets", "seasonal",
-    "ensemble", "remote", "custom",
-]
 
-
-class ModelSettings(BaseModel):
+class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Backend
-    source: str | None = Field(
-        default=None,
-        description="weights folder or hub id; fracast uses its bundled weights when unset",
-    )
-    weights: Literal["fp32", "w8"] = Field(default="fp32", description="fracast weight format")
-    device: str = Field(default="cpu", pattern=r"^(cpu|auto|mps|cuda(:\d+)?)$")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    batch_size: int = Field(default=8, ge=1, description="series per forward pass")
+
+class _ContextSettings(_Settings):
     max_context: int | None = Field(
         default=None, ge=8, description="steps of context fed to the model (model maximum if unset)"
     )
-    season: Duration = Field(
-        default=86400.0, description="seasonal_naive, seasonal, autoets: the season's length"
-    )
-    seed: int = Field(default=0, description="seed of sampling models (Chronos T5)")
-    num_samples: int = Field(default=20, ge=1, description="samples drawn by Chronos T5")
-    members: list[str] = Field(default_factory=list, description="ensemble: member models")
-    combine: Literal["mean", "median"] = Field(
-        default="median", description="ensemble: how member quantiles are combined"
-    )
-    url: str | None = Field(default=None, description="remote: base URL of a model server")
-    token: SecretStr | None = Field(default=None, description="remote: bearer token")
-    remote_model: str | None = Field(
-        default=None, description="remote: the model's name on the server (default: this name)"
-    )
-    timeout: float = Field(default=60.0, gt=0, description="remote: seconds per request")
-    max_retries: int = Field(default=3, ge=0, description="remote: retries on 5xx and errors")
-    factory: str | None = Field(
-        default=None,
-        description="custom: 'module.path:callable' called as callable(name, settings); it "
-        "returns an object with forecast(request) -> QuantileForecast",
+
+
+class _TorchSettings(_ContextSettings):
+    device: str = Field(default="cpu", pattern=r"^(cpu|auto|mps|cuda(:\d+)?)$")
+    # Only Chronos runs in reduced precision; float32 stays accepted everywhere else.
+    dtype: Literal["float32"] = "float32"
+    batch_size: int = Field(default=8, ge=1, description="series per forward pass")
+
+
+class _HubSettings(_TorchSettings):
+    source: str | None = Field(
+        default=None, description="hub id (e.g. amazon/chronos-bolt-small) or local folder"
     )
 
-    @model_validator(mode="after")
-    def _backend_needs(self) -> ModelSettings:
-        if self.backend == "ensemble" and len(self.members) < 2:
+
+class _SeasonalSettings(_ContextSettings):
+    season: Duration = Field(default=86400.0, description="the season's length")
+
+
+class FracastSettings(_TorchSettings):
+    backend: Literal["fracast"] = "fracast"
+    source: str | None = Field(
+        default=None, description="weights folder; the weights bundled in fracast when unset"
+    )
+    weights: Literal["fp32", "w8"] = Field(default="fp32", description="weight format")
+
+
+class ChronosSettings(_HubSettings):
+    backend: Literal["chronos"] = "chronos"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # type: ignore[assignment]
+    seed: int = Field(default=0, description="seed of sampling models (Chronos T5)")
+    num_samples: int = Field(default=20, ge=1, description="samples drawn by Chronos T5")
+
+
+class TimesFMSettings(_HubSettings):
+    backend: Literal["timesfm"] = "timesfm"
+
+
+class TiRexSettings(_HubSettings):
+    backend: Literal["tirex"] = "tirex"
+
+
+class SeasonalNaiveSettings(_SeasonalSettings):
+    backend: Literal["seasonal_naive"] = "seasonal_naive"
+
+
+class StatsForecastSettings(_SeasonalSettings):
+    """``autoets``: AutoETS; ``seasonal``: MSTL with an ETS trend, for long seasons."""
+
+    backend: Literal["autoets", "seasonal"]
+
+
+class EnsembleSettings(_Settings):
+    backend: Literal["ensemble"] = "ensemble"
+    members: list[str] = Field(description="the models combined")
+    combine: Literal["mean", "median"] = Field(
+        default="median", description="how member quantiles are combined"
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _at_least_two(cls, members: list[str]) -> list[str]:
+        if len(members) < 2:
             raise ValueError("an ensemble needs at least two members")
-        if self.backend != "ensemble" and self.members:
-            raise ValueError("members only applies to backend: ensemble")
-        if self.backend == "remote" and not self.url:
-            raise ValueError("backend: remote needs url (the model server's base URL)")
-        if self.dtype != "float32" and self.backend != "chronos":
-            raise ValueError(
-                f"dtype {self.dtype} is supported by the chronos backend only; "
-                f"{self.backend} runs in float32"
-            )
-        if self.backend == "custom":
-            if not self.factory:
-                raise ValueError(
-                    "backend: custom needs factory ('module.path:callable' that builds the "
-                    "model)"
-                )
-            module, sep, attribute = self.factory.partition(":")
-            if not sep or not module.strip() or not attribute.strip():
-                raise ValueError(
-                    f"factory must be written 'module.path:callable', got {self.factory!r}"
-                )
-        elif self.factory is not None:
-            raise ValueError(
-                f"factory only applies to backend: custom (this model's backend is "
-                f"{self.backend})"
-            )
-        if self.url and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
-        return self
+        return members
+
+
+class RemoteSettings(_Settings):
+    backend: Literal["remote"] = "remote"
+    url: str = Field(description="base URL of a model server")
+    token: SecretStr | None = Field(default=None, description="bearer token")
+    remote_model: str | None = Field(
+        default=None, description="the model's name on the server (default: this name)"
+    )
+    timeout: float = Field(default=60.0, gt=0, description="seconds per request")
+    max_retries: int = Field(default=3, ge=0, description="retries on 5xx and errors")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+        return url
+
+
+class CustomSettings(_TorchSettings):
+    """The user's factory reads whichever of these keys its model needs."""
+
+    backend: Literal["custom"] = "custom"
+    factory: str = Field(
+        description="'module.path:callable' called as callable(name, settings); it returns an "
+        "object with forecast(request) -> QuantileForecast",
+    )
+    source: str | None = Field(default=None, description="weights folder or hub id")
+    season: Duration = Field(default=86400.0, description="the season's length")
+
+    @field_validator("factory")
+    @classmethod
+    def _module_and_callable(cls, factory: str) -> str:
+        module, sep, attribute = factory.partition(":")
+        if not sep or not module.strip() or not attribute.strip():
+            raise ValueError(f"factory must be written 'module.path:callable', got {factory!r}")
+        return factory
+
+
+ModelSettings = Annotated[
+    FracastSettings | ChronosSettings | TimesFMSettings | TiRexSettings
+    | SeasonalNaiveSettings | StatsForecastSettings | EnsembleSettings | RemoteSettings
+    | CustomSettings,
+    Field(discriminator="backend"),
+]
+"""One model's settings, of the class its ``backend`` names."""
+
+_ADAPTER: TypeAdapter[ModelSettings] = TypeAdapter(ModelSettings)
+
+
+def parse_model_settings(fields: Mapping[str, Any]) -> ModelSettings:
+    """Validate one model's settings, e.g. ``{"backend": "chronos", "source": ...}``, into
+    its backend's class (raises pydantic's ValidationError, like constructing the class)."""
+    return _ADAPTER.validate_python(fields)
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every value ``backend`` accepts."""
+    union, _ = get_args(ModelSettings)
+    classes: tuple[type[BaseModel], ...] = get_args(union)
+    return tuple(name for settings in classes
+                 for name in get_args(settings.model_fields["backend"].annotation))
 
 
 def default_models() -> dict[str, ModelSettings]:
     """Models every installation has without configuring anything."""
-    return {
-        "fracast": ModelSettings(backend="fracast"),
-        "seasonal_naive": ModelSettings(backend="seasonal_naive"),
-    }
+    return {"fracast": FracastSettings(), "seasonal_naive": SeasonalNaiveSettings()}

@@ -6,24 +6,20 @@ from __future__ import annotations
 import numpy as np
 
 from openanomaly.adapters.models.seasonal_naive import forward_fill
-from openanomaly.adapters.models.settings import ModelSettings
-from openanomaly.domain.errors import ModelError
+from openanomaly.adapters.models.settings import StatsForecastSettings
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 
 # ETS estimates one parameter per seasonal step; beyond this, seasonality goes to MSTL.
 MAX_ETS_SEASON = 24
-MIN_OBSERVED = 8
 
 
 class StatsForecastBackend:
-    def __init__(self, name: str, settings: ModelSettings) -> None:
-        try:
-            from statsforecast import models
-        except ImportError as exc:
-            raise ModelError(
-                f"model {name!r} needs the statsforecast extra: "
-                "pip install 'openanomaly[statsforecast]'"
-            ) from exc
+    # Rows with fewer points since their first observation are left NaN.
+    MIN_OBSERVED = 8
+
+    def __init__(self, name: str, settings: StatsForecastSettings) -> None:
+        from statsforecast import models  # here: loaded with the first model that uses it
+
         self.name = name
         self.settings = settings
         self.models = models
@@ -47,7 +43,7 @@ class StatsForecastBackend:
         out = np.full((context.shape[0], request.horizon, len(request.quantiles)), np.nan)
         for row, series in enumerate(filled):
             history = series[np.isfinite(series)]
-            if history.size < MIN_OBSERVED:
+            if history.size < self.MIN_OBSERVED:
                 continue
             usable_season = season if history.size >= 2 * season else 1
             result = self._model(usable_season).forecast(  # type: ignore[attr-defined]

@@ -10,25 +10,22 @@ from typing import Any
 
 import numpy as np
 
-from openanomaly.adapters.models.settings import ModelSettings
+from openanomaly.adapters.models.batched import BatchedQuantileBackend
+from openanomaly.adapters.models.settings import TiRexSettings
 from openanomaly.adapters.models.torch_loading import load_hub_model, resolve_device
-from openanomaly.domain.errors import ModelError
-from openanomaly.domain.forecast import ForecastRequest, QuantileForecast, interpolate_quantiles
+from openanomaly.domain.series import FloatArray
 
 NATIVE_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-MIN_OBSERVED = 3
 
 
-class TiRexBackend:
-    def __init__(self, name: str, settings: ModelSettings) -> None:
-        try:
-            import tirex
-            from tirex.models.tirex import TiRexZero
-        except ImportError as exc:
-            raise ModelError(
-                f"model {name!r} needs the tirex extra: pip install 'openanomaly[tirex]'"
-            ) from exc
-        self.name = name
+class TiRexBackend(BatchedQuantileBackend):
+    MIN_OBSERVED = 3
+
+    def __init__(self, name: str, settings: TiRexSettings) -> None:
+        import tirex  # here: loaded with the first model that uses it
+        from tirex.models.tirex import TiRexZero
+
+        super().__init__(name, settings.batch_size)
         self.settings = settings
         device = resolve_device(settings.device)
 
@@ -41,16 +38,16 @@ class TiRexBackend:
                 return TiRexZero.from_pretrained(str(checkpoint), backend="torch", device=device)
             return tirex.load_model(source, device=device, backend="torch")
 
-        self.model = load_hub_model(name, settings, load, "tirex")
+        self.model = load_hub_model(name, settings.source, load)
         self.max_context = settings.max_context or 2048
+        self.native_quantiles = NATIVE_QUANTILES
 
-    def forecast(self, request: ForecastRequest) -> QuantileForecast:
-        context = request.context[:, -self.max_context:]
-        out = np.full((context.shape[0], request.horizon, len(NATIVE_QUANTILES)), np.nan)
-        usable = np.flatnonzero(np.isfinite(context).sum(axis=1) >= MIN_OBSERVED)
-        if usable.size:
-            quantiles, _ = self.model.forecast(
-                context[usable].astype(np.float32), prediction_length=request.horizon,
-                output_type="numpy", batch_size=self.settings.batch_size)
-            out[usable] = np.asarray(quantiles, dtype=np.float64)
-        return interpolate_quantiles(NATIVE_QUANTILES, out, request.quantiles, self.name)
+    def _rows_per_call(self, usable: int) -> int:
+        return usable  # the package splits them into batches of batch_size itself
+
+    def _predict(self, context: FloatArray, horizon: int,
+                 levels: tuple[float, ...]) -> np.ndarray:
+        quantiles, _ = self.model.forecast(
+            context.astype(np.float32), prediction_length=horizon, output_type="numpy",
+            batch_size=self.batch_size)
+        return np.asarray(quantiles, dtype=np.float64)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.domain.errors import ModelError
 
 
@@ -32,18 +32,15 @@ def torch_dtype(name: str) -> Any:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def load_hub_model(name: str, settings: ModelSettings, loader: Any, install: str) -> Any:
+def load_hub_model(name: str, source: str | None, loader: Callable[[str], Any]) -> Any:
     """Call ``loader(source)`` and turn the usual failures into errors a user can act on."""
-    if not settings.source:
+    if not source:
         raise ModelError(f"model {name!r}: set source (a hub id such as "
                          f"amazon/chronos-bolt-small, or a local folder)")
     try:
-        return loader(settings.source)
-    except ImportError as exc:
-        raise ModelError(f"model {name!r} needs an extra: pip install 'openanomaly[{install}]' "
-                         f"({exc})") from exc
+        return loader(source)
     except (OSError, ValueError) as exc:
         offline = "HF_HUB_OFFLINE" in str(exc) or "offline" in str(exc).lower()
         hint = (" The hub cannot be reached (offline): download the model on a connected "
                 "machine and set source to its folder." if offline else "")
-        raise ModelError(f"model {name!r}: cannot load {settings.source!r}: {exc}.{hint}") from exc
+        raise ModelError(f"model {name!r}: cannot load {source!r}: {exc}.{hint}") from exc

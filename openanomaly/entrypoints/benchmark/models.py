@@ -45,11 +45,12 @@ def run_bench(
             engine.get(name)
             load_s = time.perf_counter() - started
             rows: list[SpeedRow] = measure(engine, name, batches, contexts, horizon, repeat)
+            device_name = getattr(settings, "device", "cpu")
             for row in rows:
-                echo(f"{name:<20} {weights:<12} {settings.device:<7} {load_s:>7.2f} "
+                echo(f"{name:<20} {weights:<12} {device_name:<7} {load_s:>7.2f} "
                      f"{row.batch:>6} {row.context:>8} {row.horizon:>8} "
                      f"{row.latency_s:>10.3f} {row.series_per_s:>10.1f}")
-                results.append({**asdict(row), "weights": weights, "device": settings.device,
+                results.append({**asdict(row), "weights": weights, "device": device_name,
                                 "load_s": load_s, "backend": settings.backend})
             del engine
     if out is not None:

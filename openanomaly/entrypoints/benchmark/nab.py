@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from openanomaly.bootstrap import benchmark_engine, nab_corpus
-from openanomaly.config import ModelSettings
+from openanomaly.config import ModelSettings, parse_model_settings
 from openanomaly.domain.errors import ConfigError
 from openanomaly.domain.nab_scoring import PROFILES, ProfileResult, evaluate
 from openanomaly.domain.pipeline import ScoringSpec
@@ -178,7 +178,7 @@ def load_configurations(
     """The configurations file: ``models`` (added to ``models``) and ``configurations``."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-        extra = {name: ModelSettings.model_validate(body)
+        extra = {name: parse_model_settings(body)
                  for name, body in (raw.get("models") or {}).items()}
         all_models = {**models, **extra}
         found = []

@@ -271,8 +271,10 @@ class ModelServer:
 
     def models(self) -> list[dict[str, Any]]:
         return [
-            {"name": name, "backend": s.backend, "device": s.device,
-             "batch_size": s.batch_size, "max_context": s.max_context}
+            # None where the backend has no such setting (an ensemble has no device).
+            {"name": name, "backend": s.backend, "device": getattr(s, "device", None),
+             "batch_size": getattr(s, "batch_size", None),
+             "max_context": getattr(s, "max_context", None)}
             for name, s in sorted(self.engine.models.items())
         ]
 
