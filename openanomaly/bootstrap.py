@@ -17,7 +17,7 @@ default is the real adapter built from the configuration, so tests pass fakes in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,10 +106,6 @@ def bootstrap(
     )
 
 
-def load_app(path: str | Path | None = None) -> App:
-    return bootstrap(load_config(path))
-
-
 # -- the distributed deployment -------------------------------------------------------------
 
 # A claim outlives the hard time limit by this much, so a live task never loses its slot
@@ -130,11 +126,10 @@ class Worker:
 
     app: App
     ledger: SlotLedger
-    claim_ttl_ms: int = field(init=False)
 
-    def __post_init__(self) -> None:
-        limit = self.app.config.scheduler.task_time_limit
-        self.claim_ttl_ms = int((limit + CLAIM_MARGIN_S) * 1000)
+    @property
+    def claim_ttl_ms(self) -> int:
+        return int((self.app.config.scheduler.task_time_limit + CLAIM_MARGIN_S) * 1000)
 
     def execute(self, delivery: slot_workflow.Delivery) -> dict[str, Any]:
         return slot_workflow.execute_slot(delivery, self.app.store, self.ledger, self.app.tsdb,
@@ -167,7 +162,7 @@ def bootstrap_beat(config: AppConfig, *, store: ConfigStore | None = None) -> Co
 class StatusSources:
     """What `openanomaly status` reads: Redis (beat lock, queue) and the slot ledger."""
 
-    redis: redis.Redis
+    client: redis.Redis
     ledger: SlotLedger
 
 

@@ -139,6 +139,15 @@ def runtime() -> Worker:
     return _runtime.worker
 
 
+def _close_runtime(**_: Any) -> None:
+    # A pool process that exits closes its HTTP clients and unloads its models.
+    if _runtime is not None and _runtime.pid == os.getpid():
+        _runtime.worker.close()
+
+
+signals.worker_process_shutdown.connect(_close_runtime, weak=False)
+
+
 def retry_or_raise(task: Task, error: Exception) -> NoReturn:
     """Retry the task with capped full-jitter backoff when the error says retrying can
     help (``retryable``); otherwise, or once retries run out, fail with the error."""

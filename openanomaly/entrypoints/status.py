@@ -16,7 +16,7 @@ def report(config: AppConfig, echo: Callable[[str], None], ping_seconds: float =
 
     use_config(config)
     sources = bootstrap_status(config)
-    client, ledger = sources.redis, sources.ledger
+    client, ledger = sources.client, sources.ledger
     lock_key = RedBeatConfig(app).lock_key
     remaining = int(client.pttl(lock_key))
     holder = client.get(lock_key)
