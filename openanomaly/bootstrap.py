@@ -30,8 +30,16 @@ from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.config import AppConfig, load_config
+from openanomaly.domain.errors import MissingExtra
 from openanomaly.domain.pipeline import PipelineSpec
-from openanomaly.ports import ConfigStore, ModelEngine, Scheduler, SlotLedger, TSDBClient
+from openanomaly.ports import (
+    ConfigStore,
+    ModelEngine,
+    PipelineStore,
+    Scheduler,
+    SlotLedger,
+    TSDBClient,
+)
 from openanomaly.services import backfill as backfill_service
 from openanomaly.services import runs, slot_workflow
 from openanomaly.services.runs import RunResult
@@ -75,12 +83,33 @@ class App:
         _close(self.engine)
 
 
-def build_store(config: AppConfig) -> ConfigStore:
+def build_store(config: AppConfig) -> PipelineStore:
+    """The pipelines' store of ``store.kind``: the YAML files (read-only), SQLite or MongoDB."""
+    if config.store.kind == "sqlite":
+        from openanomaly.adapters.config.sqlite_store import SqliteStore
+
+        return SqliteStore(config.store.sqlite_path)
+    if config.store.kind == "mongo":
+        from openanomaly.adapters.config.mongo_store import MongoStore
+
+        return MongoStore(mongo_database(config))
     if not config.source_files:
         return YamlConfigStore(config.pipelines)
     path = config.source_files[0]
     return YamlConfigStore(config.pipelines, files=config.source_files,
                            reload=lambda: load_config(path).pipelines)
+
+
+def mongo_database(config: AppConfig) -> Any:
+    try:
+        import pymongo
+    except ImportError as exc:
+        raise MissingExtra("store.kind mongo needs the mongo extra: pip install "
+                           "'openanomaly[mongo]'") from exc
+    assert config.mongo.url is not None, "AppConfig requires mongo.url for store.kind mongo"
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        config.mongo.url, serverSelectionTimeoutMS=10_000)
+    return client[config.mongo.database]
 
 
 def build_engine(config: AppConfig) -> LocalModelEngine:

@@ -111,6 +111,18 @@ class MongoSettings(_Section):
     database: str = "openanomaly"
 
 
+class StoreSettings(_Section):
+    kind: Literal["file", "sqlite", "mongo"] = Field(
+        default="file",
+        description="where pipelines (and users) live: file (this YAML and pipelines_file, "
+        "read-only), sqlite (one file, writable, one machine) or mongo (mongo.url, shared)",
+    )
+    sqlite_path: str = Field(
+        default=".openanomaly/openanomaly.db",
+        description="sqlite: the database file, relative to the working directory",
+    )
+
+
 class DjangoSettings(_Section):
     secret_key: SecretStr | None = None
     allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
@@ -154,6 +166,7 @@ class AppConfig(_Section):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     django: DjangoSettings = Field(default_factory=DjangoSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
@@ -177,6 +190,13 @@ class AppConfig(_Section):
                     raise ValueError(f"models.{name}: unknown ensemble member {member!r}")
                 if isinstance(self.models[member], EnsembleSettings):
                     raise ValueError(f"models.{name}: member {member!r} is itself an ensemble")
+        if self.store.kind != "file" and (self.pipelines or self.pipelines_file):
+            raise ValueError(
+                f"store.kind is {self.store.kind}, so pipelines live in the database and "
+                "the ones in this file would be ignored: move them there with `openanomaly "
+                "pipelines import FILE` and remove them here, or set store.kind: file")
+        if self.store.kind == "mongo" and not self.mongo.url:
+            raise ValueError("store.kind is mongo: set mongo.url (mongodb://host:27017)")
         seen: set[str] = set()
         for index, pipeline in enumerate(self.pipelines):
             if pipeline.name in seen:
@@ -218,6 +238,26 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     config = validate_config(raw, file)
     config._source_files = tuple(files)
     return config
+
+
+class _PipelinesFile(_Section):
+    pipelines: list[PipelineSpec]
+
+
+def load_pipelines_file(path: str | Path, environ: dict[str, str] | None = None,
+                        ) -> list[PipelineSpec]:
+    """The pipelines of a YAML file holding a list of them, or a ``pipelines:`` list (a
+    whole configuration file works too). Raises ConfigError with one clear message."""
+    file = Path(path)
+    env = dict(os.environ if environ is None else environ)
+    raw = _substitute(_read_yaml(file, required=True), env, file, ())
+    listed = raw.get("pipelines") if isinstance(raw, dict) else raw
+    if not isinstance(listed, list):
+        raise ConfigError(f"{file}: expected a list of pipelines (or a 'pipelines:' list)")
+    try:
+        return _PipelinesFile.model_validate({"pipelines": listed}).pipelines
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, file, {"pipelines": listed})) from None
 
 
 def validate_config(raw: dict[str, Any], file: Path | str = "<config>") -> AppConfig:

@@ -5,7 +5,9 @@
 | TSDBClient    | adapters.tsdb.prometheus.PrometheusAdapter                       |
 | ModelEngine   | adapters.models.local_engine.LocalModelEngine,                   |
 |               | adapters.models.remote_engine.RemoteModelEngine                  |
-| ConfigStore   | adapters.config.yaml_store.YamlConfigStore                       |
+| ConfigStore   | adapters.config.yaml_store.YamlConfigStore (read-only)           |
+| PipelineStore | adapters.config.sqlite_store.SqliteStore,                        |
+| UserStore     | adapters.config.mongo_store.MongoStore                           |
 | Scheduler     | adapters.scheduler.embedded.EmbeddedScheduler (Celery beat runs  |
 |               | the distributed schedule: adapters.scheduler.redbeat_leader)     |
 | SlotLedger    | adapters.scheduler.slot_ledger.RedisSlotLedger                   |
@@ -21,6 +23,7 @@ from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.series import Series
 from openanomaly.domain.slots import SlotStatus
+from openanomaly.domain.store import ApiToken, Role, StoredPipeline, User
 
 
 class TSDBClient(Protocol):
@@ -68,6 +71,69 @@ class ConfigStore(Protocol):
     def refresh(self) -> bool:
         """Pick up changes made since the last call; True when the pipelines changed.
         Lets a scheduler react at once instead of at its next periodic sync."""
+        ...
+
+
+class PipelineStore(ConfigStore, Protocol):
+    """A ConfigStore that can also change pipelines; every change raises the pipeline's
+    version by one and is seen by ``refresh()`` in every process using the store."""
+
+    def list_stored(self) -> list[StoredPipeline]:
+        ...
+
+    def get_stored(self, name: str) -> StoredPipeline:
+        """Raises UnknownPipeline."""
+        ...
+
+    def create(self, spec: PipelineSpec) -> StoredPipeline:
+        """Raises AlreadyExists when the name is taken."""
+        ...
+
+    def update(self, spec: PipelineSpec, version: int) -> StoredPipeline:
+        """Replace the pipeline named ``spec.name``, last read at ``version``. Raises
+        VersionConflict when it changed since, UnknownPipeline when it is gone."""
+        ...
+
+    def delete(self, name: str, version: int | None = None) -> None:
+        """Raises UnknownPipeline; VersionConflict when ``version`` is given and stale."""
+        ...
+
+
+class UserStore(Protocol):
+    def create_user(self, name: str, role: Role, password_hash: str) -> User:
+        """Raises AlreadyExists."""
+        ...
+
+    def get_user(self, name: str) -> User:
+        """Raises UnknownUser."""
+        ...
+
+    def list_users(self) -> list[User]:
+        ...
+
+    def update_user(self, name: str, role: Role | None = None,
+                    password_hash: str | None = None) -> User:
+        ...
+
+    def delete_user(self, name: str) -> None:
+        """Deletes the user's tokens too."""
+        ...
+
+    def add_token(self, user: str, name: str, token_hash: str) -> ApiToken:
+        ...
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        ...
+
+    def list_tokens(self, user: str | None = None) -> list[ApiToken]:
+        ...
+
+    def touch_token(self, token_id: str, at_ms: int) -> None:
+        """Record a use of the token."""
+        ...
+
+    def revoke_token(self, token_id: str) -> None:
+        """Raises UnknownUser when no token has that id."""
         ...
 
 

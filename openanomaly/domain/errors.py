@@ -83,6 +83,26 @@ class UnknownPipeline(PipelineError):
     """No pipeline of that name is configured."""
 
 
+class ReadOnlyStore(ConfigError):
+    """A change was asked of a store that only reads (pipelines from a YAML file)."""
+
+
+class StoreConflict(OpenAnomalyError):
+    """A change clashes with the stored state: a name already taken, or a stale version."""
+
+
+class VersionConflict(StoreConflict):
+    """The pipeline changed since the version the change was made against."""
+
+
+class AlreadyExists(StoreConflict):
+    """A pipeline, user or token of that name exists already."""
+
+
+class UnknownUser(OpenAnomalyError):
+    """No user of that name (or no token of that id)."""
+
+
 class DuplicateSamples(WriteRejected):
     """The database already holds a different value at a written timestamp.
 

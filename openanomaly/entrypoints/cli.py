@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import yaml
 
 from openanomaly import __version__
-from openanomaly.bootstrap import bootstrap, check_models_installed
-from openanomaly.config import CONFIG_ENV, AppConfig, load_config
+from openanomaly.bootstrap import bootstrap, build_store, check_models_installed
+from openanomaly.config import CONFIG_ENV, AppConfig, load_config, load_pipelines_file
 from openanomaly.domain.errors import ConfigError, OpenAnomalyError
 from openanomaly.domain.timeutil import format_duration, from_ms, parse_time
 from openanomaly.entrypoints.logging_setup import setup_logging
 from openanomaly.entrypoints.progress import backfill_with_bar
+from openanomaly.services.pipeline_admin import apply_pipelines, check_models, export_document
 
 log = logging.getLogger("openanomaly.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -391,6 +393,60 @@ def status(ctx: click.Context) -> None:
     except redis.RedisError as exc:
         click.echo(f"error: cannot read Redis at {config.redis.url}: {exc}", err=True)
         sys.exit(1)
+
+
+@cli.group()
+def pipelines() -> None:
+    """List pipelines, and move them between YAML files and a database store."""
+
+
+@pipelines.command("list")
+@click.pass_context
+@_friendly_errors
+def pipelines_list(ctx: click.Context) -> None:
+    """The pipelines of the configured store (store.kind), with their versions."""
+    store = build_store(_config(ctx))
+    for stored in store.list_stored():
+        spec = stored.spec
+        state = "enabled" if spec.enabled else "disabled"
+        click.echo(f"{spec.name}  v{stored.version}  {state}  mode={spec.mode} "
+                   f"model={spec.model} schedule={spec.schedule_spec}")
+
+
+@pipelines.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+@_friendly_errors
+def pipelines_import(ctx: click.Context, file: Path) -> None:
+    """Create or update the store's pipelines from FILE (a list of pipelines, or a
+    'pipelines:' list). Every pipeline is checked first: a bad one changes nothing."""
+    config = _config(ctx)
+    specs = load_pipelines_file(file)
+    check_models(specs, config.models)
+    report = apply_pipelines(build_store(config), specs)
+    click.echo(f"{file}: {len(report.created)} created, {len(report.updated)} updated, "
+               f"{len(report.unchanged)} unchanged")
+    for what, names in (("created", report.created), ("updated", report.updated)):
+        for name in names:
+            click.echo(f"  {what}: {name}")
+
+
+@pipelines.command("export")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write to this file instead of standard output.")
+@click.pass_context
+@_friendly_errors
+def pipelines_export(ctx: click.Context, out: Path | None) -> None:
+    """Write the store's pipelines as YAML that `pipelines import` (or pipelines_file)
+    reads back."""
+    store = build_store(_config(ctx))
+    text = yaml.safe_dump({"pipelines": [export_document(s) for s in store.list_pipelines()]},
+                          sort_keys=False, allow_unicode=True)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(store.list_pipelines())} pipeline(s) to {out}", err=True)
 
 
 def _selector(labels: dict[str, str]) -> str:

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from openanomaly.domain.errors import ConfigError, UnknownPipeline
+from openanomaly.domain.errors import ConfigError, ReadOnlyStore, UnknownPipeline
 from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.store import StoredPipeline
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,28 @@ class YamlConfigStore:
         except KeyError:
             known = ", ".join(sorted(self._pipelines)) or "none configured"
             raise UnknownPipeline(f"unknown pipeline {name!r}; pipelines: {known}") from None
+
+    def list_stored(self) -> list[StoredPipeline]:
+        return [StoredPipeline(spec, 1, 0) for spec in self.list_pipelines()]
+
+    def get_stored(self, name: str) -> StoredPipeline:
+        return StoredPipeline(self.get_pipeline(name), 1, 0)
+
+    def create(self, spec: PipelineSpec) -> StoredPipeline:
+        raise self._read_only()
+
+    def update(self, spec: PipelineSpec, version: int) -> StoredPipeline:
+        raise self._read_only()
+
+    def delete(self, name: str, version: int | None = None) -> None:
+        raise self._read_only()
+
+    def _read_only(self) -> ReadOnlyStore:
+        where = ", ".join(str(file) for file in self._files) or "the configuration"
+        return ReadOnlyStore(
+            f"pipelines come from {where} and are read-only here: edit the file (it is "
+            "reloaded while running), or set store.kind to sqlite or mongo and move them "
+            "there with `openanomaly pipelines import`")
 
     def refresh(self) -> bool:
         """Reload now if the files changed; True when the pipelines changed since the last

@@ -1,0 +1,265 @@
+"""Pipelines, users and API tokens in one SQLite file: the writable store of one machine.
+
+Every process that opens the file sees every other's changes: each change also bumps a
+counter in ``meta``, which ``refresh()`` compares with the value it saw last, so the
+embedded scheduler or a beat leader picks up an edit made by the API within a tick.
+WAL mode lets readers go on while one writer commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from openanomaly.domain.errors import (
+    AlreadyExists,
+    UnknownPipeline,
+    UnknownUser,
+    VersionConflict,
+)
+from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.store import (
+    SCHEMA_VERSION,
+    ApiToken,
+    Role,
+    StoredPipeline,
+    User,
+    pipeline_document,
+    pipeline_from_document,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('changes', 0);
+CREATE TABLE IF NOT EXISTS pipelines (
+    name TEXT PRIMARY KEY, version INTEGER NOT NULL, schema INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL, spec TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+    created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL,
+    last_used_ms INTEGER);
+CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user);
+"""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connection().executescript(_SCHEMA)
+        self._seen_changes = self._changes()
+
+    # -- connections ------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        # One connection per thread: sqlite3 connections must not cross threads.
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @staticmethod
+    def _changed(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
+
+    def _changes(self) -> int:
+        row = self._connection().execute(
+            "SELECT value FROM meta WHERE key = 'changes'").fetchone()
+        return int(row["value"])
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- ConfigStore ------------------------------------------------------------------
+
+    def list_pipelines(self) -> list[PipelineSpec]:
+        return [stored.spec for stored in self.list_stored()]
+
+    def get_pipeline(self, name: str) -> PipelineSpec:
+        return self.get_stored(name).spec
+
+    def refresh(self) -> bool:
+        changes = self._changes()
+        changed, self._seen_changes = changes != self._seen_changes, changes
+        return changed
+
+    # -- PipelineStore ----------------------------------------------------------------
+
+    def list_stored(self) -> list[StoredPipeline]:
+        rows = self._connection().execute("SELECT * FROM pipelines ORDER BY name").fetchall()
+        return [_pipeline(row) for row in rows]
+
+    def get_stored(self, name: str) -> StoredPipeline:
+        row = self._connection().execute(
+            "SELECT * FROM pipelines WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise self._unknown(name)
+        return _pipeline(row)
+
+    def create(self, spec: PipelineSpec) -> StoredPipeline:
+        stored = StoredPipeline(spec, 1, _now_ms())
+        try:
+            with self._transaction() as db:
+                db.execute("INSERT INTO pipelines VALUES (?, ?, ?, ?, ?)",
+                           (spec.name, 1, SCHEMA_VERSION, stored.updated_ms,
+                            json.dumps(pipeline_document(spec))))
+                self._changed(db)
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"a pipeline named {spec.name!r} exists already") from None
+        return stored
+
+    def update(self, spec: PipelineSpec, version: int) -> StoredPipeline:
+        stored = StoredPipeline(spec, version + 1, _now_ms())
+        with self._transaction() as db:
+            done = db.execute(
+                "UPDATE pipelines SET version = ?, schema = ?, updated_ms = ?, spec = ? "
+                "WHERE name = ? AND version = ?",
+                (stored.version, SCHEMA_VERSION, stored.updated_ms,
+                 json.dumps(pipeline_document(spec)), spec.name, version))
+            if done.rowcount == 0:
+                raise self._why_not(db, spec.name, version)
+            self._changed(db)
+        return stored
+
+    def delete(self, name: str, version: int | None = None) -> None:
+        with self._transaction() as db:
+            done = db.execute(
+                "DELETE FROM pipelines WHERE name = ? AND (? IS NULL OR version = ?)",
+                (name, version, version))
+            if done.rowcount == 0:
+                raise self._why_not(db, name, version)
+            self._changed(db)
+
+    def _why_not(self, db: sqlite3.Connection, name: str,
+                 version: int | None) -> UnknownPipeline | VersionConflict:
+        row = db.execute("SELECT version FROM pipelines WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return self._unknown(name)
+        return VersionConflict(
+            f"pipeline {name!r} changed since version {version} (it is at version "
+            f"{row['version']}); reload it and apply the change again")
+
+    def _unknown(self, name: str) -> UnknownPipeline:
+        names = [row["name"] for row in self._connection().execute(
+            "SELECT name FROM pipelines ORDER BY name")]
+        return UnknownPipeline(
+            f"unknown pipeline {name!r}; pipelines: {', '.join(names) or 'none stored'}")
+
+    # -- UserStore --------------------------------------------------------------------
+
+    def create_user(self, name: str, role: Role, password_hash: str) -> User:
+        user = User(name, Role(role), password_hash, _now_ms())
+        try:
+            with self._transaction() as db:
+                db.execute("INSERT INTO users VALUES (?, ?, ?, ?)",
+                           (name, str(user.role), password_hash, user.created_ms))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"a user named {name!r} exists already") from None
+        return user
+
+    def get_user(self, name: str) -> User:
+        row = self._connection().execute(
+            "SELECT * FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise UnknownUser(f"unknown user {name!r}")
+        return _user(row)
+
+    def list_users(self) -> list[User]:
+        return [_user(row) for row in
+                self._connection().execute("SELECT * FROM users ORDER BY name")]
+
+    def update_user(self, name: str, role: Role | None = None,
+                    password_hash: str | None = None) -> User:
+        with self._transaction() as db:
+            done = db.execute(
+                "UPDATE users SET role = coalesce(?, role), "
+                "password_hash = coalesce(?, password_hash) WHERE name = ?",
+                (str(Role(role)) if role is not None else None, password_hash, name))
+            if done.rowcount == 0:
+                raise UnknownUser(f"unknown user {name!r}")
+        return self.get_user(name)
+
+    def delete_user(self, name: str) -> None:
+        with self._transaction() as db:
+            if db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+                raise UnknownUser(f"unknown user {name!r}")
+
+    def add_token(self, user: str, name: str, token_hash: str) -> ApiToken:
+        token = ApiToken(uuid.uuid4().hex, user, name, token_hash, _now_ms())
+        try:
+            with self._transaction() as db:
+                db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)",
+                           (token.id, user, name, token_hash, token.created_ms))
+        except sqlite3.IntegrityError:
+            # The user is gone (foreign key) or, vanishingly unlikely, the digest is taken.
+            self.get_user(user)
+            raise AlreadyExists("a token with that digest exists already") from None
+        return token
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        row = self._connection().execute(
+            "SELECT * FROM tokens WHERE token_hash = ?", (token_hash,)).fetchone()
+        return _token(row) if row is not None else None
+
+    def list_tokens(self, user: str | None = None) -> list[ApiToken]:
+        rows = self._connection().execute(
+            "SELECT * FROM tokens WHERE ? IS NULL OR user = ? ORDER BY created_ms, name, id",
+            (user, user))
+        return [_token(row) for row in rows]
+
+    def touch_token(self, token_id: str, at_ms: int) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE tokens SET last_used_ms = max(coalesce(last_used_ms, 0), ?) "
+                       "WHERE id = ?", (at_ms, token_id))
+
+    def revoke_token(self, token_id: str) -> None:
+        with self._transaction() as db:
+            if db.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 0:
+                raise UnknownUser(f"unknown token {token_id!r}")
+
+
+def _pipeline(row: sqlite3.Row) -> StoredPipeline:
+    spec = pipeline_from_document(json.loads(row["spec"]), int(row["schema"]))
+    return StoredPipeline(spec, int(row["version"]), int(row["updated_ms"]))
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(row["name"], Role(row["role"]), row["password_hash"], int(row["created_ms"]))
+
+
+def _token(row: sqlite3.Row) -> ApiToken:
+    last = row["last_used_ms"]
+    return ApiToken(row["id"], row["user"], row["name"], row["token_hash"],
+                    int(row["created_ms"]), int(last) if last is not None else None)
