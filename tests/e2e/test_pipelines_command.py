@@ -1,8 +1,12 @@
 """`openanomaly pipelines list | import | export` as processes, on a SQLite store."""
 
+import signal
+import subprocess
+import time
+
 from openanomaly.adapters.config.sqlite_store import SqliteStore
 from openanomaly.config import load_pipelines_file
-from tests.e2e.test_cli import openanomaly, write_config
+from tests.e2e.test_cli import CLI, openanomaly, recent_history, valid_config, write_config
 
 PIPELINES = """\
 pipelines:
@@ -79,3 +83,37 @@ def test_inline_pipelines_with_a_database_store_are_refused(tmp_path):
     done = openanomaly("check-config", config=config)
     assert done.returncode == 2
     assert "move them there with `openanomaly pipelines import FILE`" in done.stderr
+
+
+def test_a_pipeline_imported_while_run_is_running_is_scheduled_without_a_restart(
+        tmp_path, prometheus, prom_client, unique):
+    metric = unique("e2e_store")
+    prom_client.write([recent_history(metric, minutes=30)])
+    config = write_config(tmp_path, f"prometheus:\n  url: {prometheus.url}\n"
+                                    f"store:\n  kind: sqlite\n"
+                                    f"  sqlite_path: {tmp_path / 'store.db'}\n")
+    process = subprocess.Popen([*CLI, "--config", str(config), "run"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # running, with no pipeline yet
+        pipelines = tmp_path / "pipelines.yaml"
+        # The pipelines part of the CLI tests' config, as a file of its own.
+        listed = valid_config(prometheus.url, metric).split("pipelines:\n", 1)[1]
+        pipelines.write_text("pipelines:\n" + listed)
+        done = openanomaly("pipelines", "import", str(pipelines), config=config)
+        assert done.returncode == 0, done.stderr
+        deadline, found = time.time() + 60, []
+        while time.time() < deadline and not found:
+            time.sleep(1)
+            now = int(time.time() * 1000)
+            found = prom_client.query_range(
+                f'openanomaly_anomaly_score{{source_metric="{metric}"}}', now - 120_000, now,
+                5000)
+        assert found, "the imported pipeline did not run within 60 s"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
