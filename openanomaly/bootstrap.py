@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from openanomaly.adapters.config.yaml_store import YamlConfigStore
 from openanomaly.adapters.datasets.nab import NabFile, load_corpus
@@ -30,7 +30,7 @@ from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.config import AppConfig, load_config
-from openanomaly.domain.errors import MissingExtra
+from openanomaly.domain.errors import ConfigError, MissingExtra
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.ports import (
     ConfigStore,
@@ -39,9 +39,11 @@ from openanomaly.ports import (
     Scheduler,
     SlotLedger,
     TSDBClient,
+    UserStore,
 )
 from openanomaly.services import backfill as backfill_service
 from openanomaly.services import runs, slot_workflow
+from openanomaly.services.accounts import PasswordHasher
 from openanomaly.services.runs import RunResult
 
 if TYPE_CHECKING:  # redis comes with the distributed extra, imported where it is used
@@ -98,6 +100,22 @@ def build_store(config: AppConfig) -> PipelineStore:
     path = config.source_files[0]
     return YamlConfigStore(config.pipelines, files=config.source_files,
                            reload=lambda: load_config(path).pipelines)
+
+
+def build_user_store(config: AppConfig) -> UserStore:
+    """Users and tokens live in the database store; a file store has nowhere to keep them."""
+    store = build_store(config)
+    if isinstance(store, YamlConfigStore):
+        raise ConfigError(
+            "users and API tokens need a database store: set store.kind to sqlite (one "
+            "machine) or mongo, then import the pipelines with `openanomaly pipelines import`")
+    return cast(UserStore, store)
+
+
+def password_hasher() -> PasswordHasher:
+    from openanomaly.adapters.passwords import DjangoPasswordHasher
+
+    return DjangoPasswordHasher()
 
 
 def mongo_database(config: AppConfig) -> Any:

@@ -8,6 +8,8 @@ can tell which shape it reads.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -15,6 +17,9 @@ from typing import Any
 from openanomaly.domain.pipeline import PipelineSpec
 
 SCHEMA_VERSION = 1
+# API tokens start with this, so a leaked one is recognisable (secret scanners, logs).
+TOKEN_PREFIX = "oa_"
+_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
 class Role(StrEnum):
@@ -61,3 +66,16 @@ def pipeline_from_document(document: dict[str, Any], schema: int) -> PipelineSpe
             f"pipeline {document.get('name')!r} was stored by a newer release (document "
             f"schema {schema}, this release reads up to {SCHEMA_VERSION}); upgrade first")
     return PipelineSpec.model_validate(document)
+
+
+def check_user_name(name: str) -> str:
+    if not _USER_NAME.match(name):
+        raise ValueError(f"user name {name!r}: 1 to 64 letters, digits, '_', '.', '@' or '-', "
+                         "starting with a letter or digit")
+    return name
+
+
+def token_digest(token: str) -> str:
+    """What a store keeps of an API token. Tokens are long random strings, so a plain
+    SHA-256 cannot be reversed by guessing (unlike a password, which needs a slow hash)."""
+    return hashlib.sha256(token.encode()).hexdigest()

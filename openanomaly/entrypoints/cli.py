@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -15,17 +16,26 @@ import click
 import yaml
 
 from openanomaly import __version__
-from openanomaly.bootstrap import bootstrap, build_store, check_models_installed
+from openanomaly.bootstrap import (
+    bootstrap,
+    build_store,
+    build_user_store,
+    check_models_installed,
+    password_hasher,
+)
 from openanomaly.config import CONFIG_ENV, AppConfig, load_config, load_pipelines_file
 from openanomaly.domain.errors import ConfigError, OpenAnomalyError
+from openanomaly.domain.store import Role
 from openanomaly.domain.timeutil import format_duration, from_ms, parse_time
 from openanomaly.entrypoints.logging_setup import setup_logging
 from openanomaly.entrypoints.progress import backfill_with_bar
+from openanomaly.services.accounts import create_user, issue_token
 from openanomaly.services.pipeline_admin import apply_pipelines, check_models, export_document
 
 log = logging.getLogger("openanomaly.cli")
 F = TypeVar("F", bound=Callable[..., Any])
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+PASSWORD_ENV = "OPENANOMALY_PASSWORD"
 
 
 def _friendly_errors(func: F) -> F:
@@ -447,6 +457,71 @@ def pipelines_export(ctx: click.Context, out: Path | None) -> None:
     else:
         out.write_text(text, encoding="utf-8")
         click.echo(f"wrote {len(store.list_pipelines())} pipeline(s) to {out}", err=True)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--role", type=click.Choice([str(r) for r in Role]), default="viewer",
+              show_default=True, help="viewer reads; editor also changes pipelines and "
+              "runs them; admin also manages users and tokens.")
+@click.pass_context
+@_friendly_errors
+def createuser(ctx: click.Context, name: str, role: str) -> None:
+    """Create user NAME in the database store (store.kind sqlite or mongo).
+
+    The password is read from $OPENANOMALY_PASSWORD when set (automation), else asked for
+    twice on the terminal. There is no default user and no default password.
+    """
+    config = _config(ctx)
+    store = build_user_store(config)
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"no terminal to ask for the password: set {PASSWORD_ENV}")
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    user = create_user(store, password_hasher(), name, role, password)
+    click.echo(f"created user {user.name} ({user.role})")
+
+
+@cli.group()
+def tokens() -> None:
+    """API tokens (Authorization: Bearer) of the database store's users."""
+
+
+@tokens.command("create")
+@click.argument("user")
+@click.argument("name")
+@click.pass_context
+@_friendly_errors
+def tokens_create(ctx: click.Context, user: str, name: str) -> None:
+    """A new token NAME for USER, printed once: it is stored only as a digest."""
+    record, token = issue_token(build_user_store(_config(ctx)), user, name)
+    click.echo(f"token {record.id} ({record.name}) for {record.user}; it is shown only now:",
+               err=True)
+    click.echo(token)
+
+
+@tokens.command("list")
+@click.argument("user", required=False)
+@click.pass_context
+@_friendly_errors
+def tokens_list(ctx: click.Context, user: str | None) -> None:
+    """Tokens of USER (or of everyone): id, user, name, created, last used."""
+    for token in build_user_store(_config(ctx)).list_tokens(user):
+        used = (from_ms(token.last_used_ms).isoformat() if token.last_used_ms is not None
+                else "never")
+        click.echo(f"{token.id}  {token.user}  {token.name}  created "
+                   f"{from_ms(token.created_ms).isoformat()}  last used {used}")
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+@_friendly_errors
+def tokens_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke a token by its id (see `tokens list`); it stops working at once."""
+    build_user_store(_config(ctx)).revoke_token(token_id)
+    click.echo(f"revoked token {token_id}")
 
 
 def _selector(labels: dict[str, str]) -> str:
