@@ -7,10 +7,12 @@ from celery import Celery
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import get_redis
 
+from openanomaly.adapters.config.sqlite_store import SqliteStore
 from openanomaly.adapters.config.yaml_store import YamlConfigStore
 from openanomaly.adapters.scheduler.redbeat_leader import LeaderScheduler
 from openanomaly.adapters.scheduler.redbeat_sync import RedBeatReconciler
 from openanomaly.config import AppConfig, RedisSettings, SchedulerSettings, load_config
+from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.entrypoints.celery_app import celery_settings
 from tests.redis_server import RedisServer
 
@@ -131,3 +133,21 @@ def test_beat_rides_out_a_redis_restart(server, pipelines_file):
     finally:
         leader.close()
         restarted.stop()
+
+
+def test_the_leader_follows_a_change_another_process_makes_in_the_sqlite_store(server,
+                                                                              tmp_path):
+    app = make_app(server.url)
+    path = tmp_path / "store.db"
+    beat_view, api_view = SqliteStore(path), SqliteStore(path)
+    leader = scheduler(app, beat_view)
+    leader.tick()
+    assert entries(app) == {}
+    cpu = PipelineSpec(name="cpu", query="up", schedule="1m")
+    api_view.create(cpu)
+    leader.tick()
+    assert entries(app) == {"openanomaly:cpu": 60}, "reconciled at once, not an hour later"
+    api_view.update(cpu.model_copy(update={"enabled": False}), version=1)
+    leader.tick()
+    assert entries(app) == {}, "a disabled pipeline leaves the schedule"
+    leader.close()
