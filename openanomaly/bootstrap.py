@@ -112,6 +112,36 @@ def build_user_store(config: AppConfig) -> UserStore:
     return cast(UserStore, store)
 
 
+@dataclass
+class ApiContext:
+    """What the web service works with: the stores and the password hasher."""
+
+    config: AppConfig
+    store: PipelineStore
+    users: UserStore
+    hasher: PasswordHasher
+    tsdb: TSDBClient
+
+    def close(self) -> None:
+        _close(self.store)
+        _close(self.tsdb)
+
+
+def bootstrap_api(config: AppConfig, *, store: PipelineStore | None = None,
+                  hasher: PasswordHasher | None = None,
+                  tsdb: TSDBClient | None = None) -> ApiContext:
+    """`openanomaly api`: the store must hold users, so it is a database store."""
+    store = store if store is not None else build_store(config)
+    if isinstance(store, YamlConfigStore):
+        raise ConfigError(
+            "the api needs a database store for its users: set store.kind to sqlite (one "
+            "machine) or mongo, import the pipelines with `openanomaly pipelines import` and "
+            "create a user with `openanomaly createuser NAME --role admin`")
+    return ApiContext(config, store, cast(UserStore, store),
+                      hasher if hasher is not None else password_hasher(),
+                      tsdb if tsdb is not None else PrometheusAdapter(config.prometheus))
+
+
 def password_hasher() -> PasswordHasher:
     from openanomaly.adapters.passwords import DjangoPasswordHasher
 

@@ -124,9 +124,19 @@ class StoreSettings(_Section):
 
 
 class DjangoSettings(_Section):
-    secret_key: SecretStr | None = None
+    """`openanomaly api`: the web service (REST API and UI)."""
+
+    secret_key: SecretStr | None = Field(
+        default=None, description="signs sessions and CSRF tokens; required unless debug")
     allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1"])
+    csrf_trusted_origins: list[str] = Field(
+        default_factory=list, description="origins (https://host) allowed to post forms")
+    secure_cookies: bool = Field(
+        default=False, description="send session and CSRF cookies over HTTPS only")
+    session_hours: float = Field(default=12.0, gt=0, description="sign-in lifetime")
     debug: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
 
 
 class InferenceSettings(_Section):

@@ -1,24 +1,23 @@
-"""Password hashes with Django's hashers (PBKDF2-SHA256 by default), the same format the
-web sign-in checks, so a user created on the command line signs in to the UI."""
+"""Password hashes with Django's PBKDF2-SHA256 hasher, the format Django itself stores, so
+a user created on the command line signs in to the web service.
+
+The hasher is used directly rather than through ``make_password``: that would read Django's
+settings, which only the web process configures.
+"""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.contrib.auth import hashers
-
-
-def _ready() -> None:
-    # The hashers read their list from Django's settings; outside the web process (the
-    # command line) nothing has configured them yet.
-    if not settings.configured:
-        settings.configure()
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 
 class DjangoPasswordHasher:
+    def __init__(self) -> None:
+        self._hasher = PBKDF2PasswordHasher()
+
     def hash(self, password: str) -> str:
-        _ready()
-        return str(hashers.make_password(password))
+        return str(self._hasher.encode(password, self._hasher.salt()))
 
     def verify(self, password: str, encoded: str) -> bool:
-        _ready()
-        return bool(hashers.check_password(password, encoded))
+        if not encoded.startswith(f"{self._hasher.algorithm}$"):
+            return False
+        return bool(self._hasher.verify(password, encoded))

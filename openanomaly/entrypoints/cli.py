@@ -18,6 +18,7 @@ import yaml
 from openanomaly import __version__
 from openanomaly.bootstrap import (
     bootstrap,
+    bootstrap_api,
     build_store,
     build_user_store,
     check_models_installed,
@@ -481,6 +482,30 @@ def createuser(ctx: click.Context, name: str, role: str) -> None:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     user = create_user(store, password_hasher(), name, role, password)
     click.echo(f"created user {user.name} ({user.role})")
+
+
+@cli.command()
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="gunicorn worker processes.")
+@click.option("--host", default=None, help="Overrides django.host.")
+@click.option("--port", type=int, default=None, help="Overrides django.port.")
+@click.pass_context
+@_friendly_errors
+def api(ctx: click.Context, workers: int, host: str | None, port: int | None) -> None:
+    """Serve the REST API (/api/, OpenAPI at /api/openapi.json) until SIGTERM.
+
+    Needs a database store (store.kind sqlite or mongo) holding users, and
+    django.secret_key. Stateless: run as many as needed behind a load balancer.
+    """
+    from openanomaly.entrypoints.web.server import serve
+
+    config = _config(ctx)
+    context = bootstrap_api(config)
+    try:
+        serve(config, context, workers, host or config.django.host,
+              config.django.port if port is None else port)
+    finally:
+        context.close()
 
 
 @cli.group()

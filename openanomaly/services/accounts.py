@@ -33,9 +33,20 @@ def create_user(store: UserStore, hasher: PasswordHasher, name: str, role: Role 
         role = Role(role)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    return store.create_user(name, role, new_password_hash(hasher, password))
+
+
+def change_user(store: UserStore, hasher: PasswordHasher, name: str,
+                role: Role | None = None, password: str | None = None) -> User:
+    """A new role and/or password; the password obeys the same rules as a new user's."""
+    password_hash = new_password_hash(hasher, password) if password is not None else None
+    return store.update_user(name, role=role, password_hash=password_hash)
+
+
+def new_password_hash(hasher: PasswordHasher, password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ConfigError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    return store.create_user(name, role, hasher.hash(password))
+    return hasher.hash(password)
 
 
 def check_password(store: UserStore, hasher: PasswordHasher, name: str,

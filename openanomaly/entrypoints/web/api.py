@@ -1,0 +1,347 @@
+"""The REST API (django-ninja): pipelines, models, users and tokens, sign-in.
+
+Every operation but sign-in needs a bearer token or a signed-in session; viewers read,
+editors change pipelines, admins manage users and tokens. Errors are ``{"error": "..."}``.
+Pipelines carry a version: a change sent with an older version than the stored one is
+refused with 409, so two editors never overwrite each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from ninja import NinjaAPI, Router, Schema, Status
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from pydantic import Field
+
+from openanomaly import __version__
+from openanomaly.domain.errors import (
+    ConfigError,
+    ReadOnlyStore,
+    StoreConflict,
+    UnknownPipeline,
+    UnknownUser,
+)
+from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.store import ApiToken, Role, StoredPipeline, User
+from openanomaly.entrypoints.web import state
+from openanomaly.entrypoints.web.auth import (
+    LIMITER,
+    BearerToken,
+    SessionCookie,
+    require,
+    sign_in,
+)
+from openanomaly.services import accounts
+from openanomaly.services.pipeline_admin import check_models
+
+api = NinjaAPI(title="OpenAnomaly", version=__version__, auth=[BearerToken(), SessionCookie()],
+               urls_namespace="api", docs_url="/docs")
+
+
+# -- answers --------------------------------------------------------------------------------
+
+class ErrorOut(Schema):
+    error: str
+
+
+class PipelineOut(Schema):
+    name: str
+    version: int
+    updated_ms: int
+    enabled: bool
+    spec: dict[str, Any]
+
+
+class VersionIn(Schema):
+    version: int = Field(ge=1, description="the version the change was made against")
+
+
+class PipelineUpdate(Schema):
+    version: int = Field(ge=1, description="the version the change was made against")
+    spec: PipelineSpec
+
+
+class UserOut(Schema):
+    name: str
+    role: Role
+    created_ms: int
+
+
+class UserIn(Schema):
+    name: str
+    role: Role = Role.viewer
+    password: str
+
+
+class UserChange(Schema):
+    role: Role | None = None
+    password: str | None = None
+
+
+class TokenIn(Schema):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class TokenOut(Schema):
+    id: str
+    user: str
+    name: str
+    created_ms: int
+    last_used_ms: int | None
+
+
+class NewTokenOut(TokenOut):
+    token: str = Field(description="shown only in this answer; the store keeps a digest")
+
+
+class SignIn(Schema):
+    name: str
+    password: str
+
+
+class Me(Schema):
+    name: str
+    role: Role
+
+
+def _pipeline(stored: StoredPipeline) -> PipelineOut:
+    return PipelineOut(name=stored.spec.name, version=stored.version,
+                       updated_ms=stored.updated_ms, enabled=stored.spec.enabled,
+                       spec=stored.spec.model_dump(mode="json"))
+
+
+def _user(user: User) -> UserOut:
+    return UserOut(name=user.name, role=user.role, created_ms=user.created_ms)
+
+
+def _token(token: ApiToken) -> TokenOut:
+    return TokenOut(id=token.id, user=token.user, name=token.name,
+                    created_ms=token.created_ms, last_used_ms=token.last_used_ms)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+def _error(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    return api.create_response(request, {"error": message}, status=status)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _error(request, 401, "sign in, or send Authorization: Bearer <token>")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _error(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(NinjaValidationError)
+def _invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    problems = []
+    for error in exc.errors:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return _error(request, 422, "; ".join(problems))
+
+
+@api.exception_handler(UnknownPipeline)
+@api.exception_handler(UnknownUser)
+def _not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return _error(request, 404, str(exc))
+
+
+@api.exception_handler(StoreConflict)
+@api.exception_handler(ReadOnlyStore)
+def _conflict(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return _error(request, 409, str(exc))
+
+
+@api.exception_handler(ConfigError)
+def _unprocessable(request: HttpRequest, exc: ConfigError) -> HttpResponse:
+    return _error(request, 422, str(exc))
+
+
+ERRORS: dict[int | str, Any] = {code: ErrorOut for code in (401, 403, 404, 409, 422)}
+
+
+# -- session --------------------------------------------------------------------------------
+
+session = Router(tags=["session"])
+
+
+@session.post("", auth=None, response={200: Me, 401: ErrorOut, 429: ErrorOut, 422: ErrorOut})
+def create_session(request: HttpRequest, body: SignIn) -> Me:
+    """Sign in with a name and password: sets the session cookie (and the CSRF cookie that
+    unsafe requests of the session must echo in X-CSRFToken)."""
+    address = request.META.get("REMOTE_ADDR", "")
+    LIMITER.check(body.name, address)
+    context = state.current()
+    user = accounts.check_password(context.users, context.hasher, body.name, body.password)
+    if user is None:
+        LIMITER.failed(body.name, address)
+        raise HttpError(401, "wrong name or password")
+    sign_in(request, user)
+    get_token(request)
+    return Me(name=user.name, role=user.role)
+
+
+@session.delete("", response={204: None, 401: ErrorOut})
+def delete_session(request: HttpRequest) -> Status[None]:
+    """Sign out."""
+    request.session.flush()
+    return Status(204, None)
+
+
+@session.get("", response={200: Me, 401: ErrorOut})
+def me(request: HttpRequest) -> Me:
+    user = require(request, Role.viewer)
+    return Me(name=user.name, role=user.role)
+
+
+# -- pipelines ------------------------------------------------------------------------------
+
+pipelines = Router(tags=["pipelines"])
+
+
+@pipelines.get("", response={200: list[PipelineOut], **ERRORS})
+def list_pipelines(request: HttpRequest) -> list[PipelineOut]:
+    require(request, Role.viewer)
+    return [_pipeline(stored) for stored in state.current().store.list_stored()]
+
+
+@pipelines.post("", response={201: PipelineOut, **ERRORS})
+def create_pipeline(request: HttpRequest, spec: PipelineSpec) -> Status[PipelineOut]:
+    require(request, Role.editor)
+    context = state.current()
+    check_models([spec], context.config.models)
+    return Status(201, _pipeline(context.store.create(spec)))
+
+
+@pipelines.get("/{name}", response={200: PipelineOut, **ERRORS})
+def get_pipeline(request: HttpRequest, name: str) -> PipelineOut:
+    require(request, Role.viewer)
+    return _pipeline(state.current().store.get_stored(name))
+
+
+@pipelines.put("/{name}", response={200: PipelineOut, **ERRORS})
+def update_pipeline(request: HttpRequest, name: str, body: PipelineUpdate) -> PipelineOut:
+    require(request, Role.editor)
+    if body.spec.name != name:
+        raise HttpError(422, f"spec.name {body.spec.name!r} differs from the pipeline {name!r} "
+                             "in the URL; a pipeline is renamed by creating the new one and "
+                             "deleting the old")
+    context = state.current()
+    check_models([body.spec], context.config.models)
+    return _pipeline(context.store.update(body.spec, body.version))
+
+
+def _set_enabled(request: HttpRequest, name: str, version: int, enabled: bool) -> PipelineOut:
+    require(request, Role.editor)
+    store = state.current().store
+    spec = store.get_stored(name).spec.model_copy(update={"enabled": enabled})
+    return _pipeline(store.update(spec, version))
+
+
+@pipelines.post("/{name}/enable", response={200: PipelineOut, **ERRORS})
+def enable_pipeline(request: HttpRequest, name: str, body: VersionIn) -> PipelineOut:
+    return _set_enabled(request, name, body.version, True)
+
+
+@pipelines.post("/{name}/disable", response={200: PipelineOut, **ERRORS})
+def disable_pipeline(request: HttpRequest, name: str, body: VersionIn) -> PipelineOut:
+    return _set_enabled(request, name, body.version, False)
+
+
+@pipelines.delete("/{name}", response={204: None, **ERRORS})
+def delete_pipeline(request: HttpRequest, name: str,
+                    version: int | None = None) -> Status[None]:
+    require(request, Role.editor)
+    state.current().store.delete(name, version)
+    return Status(204, None)
+
+
+# -- models ---------------------------------------------------------------------------------
+
+models = Router(tags=["models"])
+
+
+@models.get("", response={200: list[dict[str, Any]], **ERRORS})
+def list_models(request: HttpRequest) -> list[dict[str, Any]]:
+    """The configured models pipelines can name."""
+    require(request, Role.viewer)
+    configured = state.current().config.models
+    return [{"name": name, "backend": settings.backend}
+            for name, settings in sorted(configured.items())]
+
+
+# -- users and tokens (admins) --------------------------------------------------------------
+
+users = Router(tags=["users"])
+
+
+@users.get("", response={200: list[UserOut], **ERRORS})
+def list_users(request: HttpRequest) -> list[UserOut]:
+    require(request, Role.admin)
+    return [_user(user) for user in state.current().users.list_users()]
+
+
+@users.post("", response={201: UserOut, **ERRORS})
+def add_user(request: HttpRequest, body: UserIn) -> Status[UserOut]:
+    require(request, Role.admin)
+    context = state.current()
+    user = accounts.create_user(context.users, context.hasher, body.name, body.role,
+                                body.password)
+    return Status(201, _user(user))
+
+
+@users.patch("/{name}", response={200: UserOut, **ERRORS})
+def update_user(request: HttpRequest, name: str, body: UserChange) -> UserOut:
+    require(request, Role.admin)
+    context = state.current()
+    return _user(accounts.change_user(context.users, context.hasher, name, body.role,
+                                      body.password))
+
+
+@users.delete("/{name}", response={204: None, **ERRORS})
+def remove_user(request: HttpRequest, name: str) -> Status[None]:
+    admin = require(request, Role.admin)
+    if name == admin.name:
+        raise HttpError(409, "an admin cannot delete their own user; ask another admin")
+    state.current().users.delete_user(name)
+    return Status(204, None)
+
+
+@users.get("/{name}/tokens", response={200: list[TokenOut], **ERRORS})
+def list_tokens(request: HttpRequest, name: str) -> list[TokenOut]:
+    require(request, Role.admin)
+    store = state.current().users
+    store.get_user(name)
+    return [_token(token) for token in store.list_tokens(name)]
+
+
+@users.post("/{name}/tokens", response={201: NewTokenOut, **ERRORS})
+def add_token(request: HttpRequest, name: str, body: TokenIn) -> Status[NewTokenOut]:
+    require(request, Role.admin)
+    record, token = accounts.issue_token(state.current().users, name, body.name)
+    return Status(201, NewTokenOut(**_token(record).model_dump(), token=token))
+
+
+tokens = Router(tags=["users"])
+
+
+@tokens.delete("/{token_id}", response={204: None, **ERRORS})
+def revoke_token(request: HttpRequest, token_id: str) -> Status[None]:
+    require(request, Role.admin)
+    state.current().users.revoke_token(token_id)
+    return Status(204, None)
+
+
+api.add_router("/session", session)
+api.add_router("/pipelines", pipelines)
+api.add_router("/models", models)
+api.add_router("/users", users)
+api.add_router("/tokens", tokens)

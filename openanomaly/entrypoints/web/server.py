@@ -1,0 +1,43 @@
+"""`openanomaly api`: the web service under gunicorn (or any WSGI server)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from openanomaly.bootstrap import ApiContext
+from openanomaly.config import AppConfig
+from openanomaly.entrypoints.web import state
+from openanomaly.entrypoints.web.settings import configure
+
+log = logging.getLogger(__name__)
+
+
+def wsgi_application(config: AppConfig, context: ApiContext) -> Any:
+    """Django's WSGI handler for this configuration and these adapters. Django and the API
+    modules are imported only after their settings exist."""
+    configure(config)
+    state.use(context)
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+def serve(config: AppConfig, context: ApiContext, workers: int, host: str, port: int) -> None:
+    """Serve under gunicorn until SIGTERM (workers finish their requests first)."""
+    from gunicorn.app.base import BaseApplication
+
+    application = wsgi_application(config, context)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("graceful_timeout", 20)
+
+        def load(self) -> Any:
+            return application
+
+    log.info("api listening", extra={"url": f"http://{host}:{port}", "workers": workers})
+    Server().run()

@@ -1,0 +1,32 @@
+"""URLs of the web service: the API under /api/, health for load balancers."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+
+from openanomaly.entrypoints.web import state
+from openanomaly.entrypoints.web.api import api
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process serves requests."""
+    return JsonResponse({"status": "alive"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """The store and the time series database answer: this process can serve the API."""
+    context = state.current()
+    for what, check in (("store", context.store.list_stored), ("prometheus", context.tsdb.ping)):
+        try:
+            check()
+        except Exception as exc:  # any failure means not ready; the answer says which
+            return JsonResponse({"error": f"{what}: {type(exc).__name__}: {exc}"}, status=503)
+    return JsonResponse({"status": "ready"})
+
+
+urlpatterns = [
+    path("api/", api.urls),
+    path("healthz", healthz),
+    path("readyz", readyz),
+]

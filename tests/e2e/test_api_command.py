@@ -1,0 +1,63 @@
+"""`openanomaly api` as a process under gunicorn, on a SQLite store."""
+
+import subprocess
+import time
+
+import httpx
+
+from openanomaly.adapters.tsdb.local_prometheus import free_port
+from tests.e2e.test_accounts_command import PASSWORD
+from tests.e2e.test_cli import CLI, openanomaly, write_config
+
+
+def api_config(tmp_path, prometheus_url, port, secret="e2e-secret-key"):
+    secret_line = f"  secret_key: {secret}\n" if secret else ""
+    return write_config(tmp_path, f"prometheus:\n  url: {prometheus_url}\n"
+                                  f"store:\n  kind: sqlite\n"
+                                  f"  sqlite_path: {tmp_path / 'store.db'}\n"
+                                  f"django:\n{secret_line}  port: {port}\n")
+
+
+def test_the_api_serves_signed_in_users_and_stops_on_sigterm(tmp_path, prometheus):
+    port = free_port()
+    config = api_config(tmp_path, prometheus.url, port)
+    openanomaly("createuser", "ana", "--role", "editor", config=config,
+                env={"OPENANOMALY_PASSWORD": PASSWORD})
+    token = openanomaly("tokens", "create", "ana", "e2e", config=config).stdout.strip()
+    process = subprocess.Popen([*CLI, "--config", str(config), "api", "--workers", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "api did not start"
+            time.sleep(0.2)
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{base}/api/pipelines").status_code == 401
+        created = httpx.post(f"{base}/api/pipelines", headers=auth,
+                             json={"name": "cpu", "query": "up"})
+        assert created.status_code == 201, created.text
+        # Two workers, one store: every request sees the pipeline whichever worker serves it.
+        for _ in range(6):
+            listed = httpx.get(f"{base}/api/pipelines", headers=auth).json()
+            assert [p["name"] for p in listed] == ["cpu"]
+        listed_cli = openanomaly("pipelines", "list", config=config).stdout
+        assert listed_cli.startswith("cpu  v1  enabled")
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+
+
+def test_the_api_refuses_to_start_without_a_secret_key(tmp_path):
+    config = api_config(tmp_path, "http://127.0.0.1:9", free_port(), secret=None)
+    done = openanomaly("api", config=config, timeout=60)
+    assert done.returncode == 2 and "django.secret_key is required" in done.stderr

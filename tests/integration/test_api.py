@@ -1,0 +1,210 @@
+"""The REST API through Django's test client, on a SQLite store and on mongomock."""
+
+from __future__ import annotations
+
+import json
+
+import mongomock
+import pytest
+from django.test import Client
+
+from openanomaly.adapters.config.mongo_store import MongoStore
+from openanomaly.adapters.config.sqlite_store import SqliteStore
+from openanomaly.adapters.passwords import DjangoPasswordHasher
+from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
+from openanomaly.adapters.tsdb.settings import PrometheusSettings
+from openanomaly.bootstrap import bootstrap_api
+from openanomaly.config import AppConfig
+from openanomaly.entrypoints.web import state
+from openanomaly.entrypoints.web.server import wsgi_application
+from openanomaly.services.accounts import create_user, issue_token
+
+PASSWORD = "correct horse battery"
+CONFIG = AppConfig.model_validate({"django": {"secret_key": "test-secret-key",
+                                              "allowed_hosts": ["testserver"]}})
+
+PIPELINE = {"name": "cpu", "query": "up", "step": "1m", "context": "6h"}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mongomock"])
+def people(request, tmp_path_factory, prometheus):
+    """A store with one user of each role, their tokens, and a revoked token."""
+    if request.param == "sqlite":
+        store = SqliteStore(tmp_path_factory.mktemp("api") / "store.db")
+    else:
+        store = MongoStore(mongomock.MongoClient()["openanomaly"])
+    context = bootstrap_api(CONFIG, store=store, hasher=DjangoPasswordHasher(),
+                            tsdb=PrometheusAdapter(PrometheusSettings(url=prometheus.url)))
+    wsgi_application(CONFIG, context)  # configures Django (once) and uses this context
+    tokens = {}
+    for role in ("viewer", "editor", "admin"):
+        create_user(store, context.hasher, role, role, PASSWORD)
+        tokens[role] = issue_token(store, role, "tests")[1]
+    revoked, tokens["revoked"] = issue_token(store, "admin", "old")
+    store.revoke_token(revoked.id)
+    tokens["anonymous"] = None
+    yield tokens
+    context.close()
+
+
+@pytest.fixture(autouse=True)
+def clean(people):
+    from openanomaly.entrypoints.web.auth import LIMITER
+
+    for stored in state.current().store.list_stored():
+        state.current().store.delete(stored.spec.name)
+    LIMITER._failures.clear()
+
+
+def call(method, path, token=None, body=None, client=None, **headers):
+    client = client or Client()
+    if token:
+        headers["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    data = json.dumps(body) if body is not None else None
+    return getattr(client, method)(path, data=data, content_type="application/json", **headers)
+
+
+def test_pipelines_change_only_against_their_current_version(people):
+    editor = people["editor"]
+    created = call("post", "/api/pipelines", editor, PIPELINE)
+    assert created.status_code == 201, created.content
+    assert created.json()["version"] == 1 and created.json()["spec"]["step"] == 60.0
+    assert call("post", "/api/pipelines", editor, PIPELINE).status_code == 409
+
+    changed = {**PIPELINE, "context": "12h"}
+    updated = call("put", "/api/pipelines/cpu", editor, {"version": 1, "spec": changed})
+    assert updated.status_code == 200 and updated.json()["version"] == 2
+    stale = call("put", "/api/pipelines/cpu", editor, {"version": 1, "spec": PIPELINE})
+    assert stale.status_code == 409
+    assert "changed since version 1" in stale.json()["error"]
+
+    disabled = call("post", "/api/pipelines/cpu/disable", editor, {"version": 2})
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    assert call("get", "/api/pipelines/cpu", people["viewer"]).json()["version"] == 3
+    assert call("delete", "/api/pipelines/cpu?version=2", editor).status_code == 409
+    assert call("delete", "/api/pipelines/cpu?version=3", editor).status_code == 204
+    missing = call("get", "/api/pipelines/cpu", editor)
+    assert missing.status_code == 404 and "unknown pipeline 'cpu'" in missing.json()["error"]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({**PIPELINE, "step": "5 minutes"}, 422, "step"),
+    ({**PIPELINE, "model": "gpt"}, 422, "unknown model 'gpt'"),
+    ({**PIPELINE, "name": "bad name"}, 422, "may hold letters, digits"),
+    ({"name": "cpu"}, 422, "query"),
+    ([1, 2], 422, ""),
+])
+def test_bad_pipelines_are_refused_with_what_to_fix(people, body, status, message):
+    answer = call("post", "/api/pipelines", people["editor"], body)
+    assert answer.status_code == status, answer.content
+    assert message in answer.json()["error"]
+    assert state.current().store.list_stored() == []
+
+
+def test_malformed_json_is_a_client_error_not_a_server_error(people):
+    answer = Client().post("/api/pipelines", data="{not json", content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {people['editor']}")
+    assert 400 <= answer.status_code < 500 and "error" in answer.json()
+
+
+def test_a_rename_through_update_is_refused(people):
+    call("post", "/api/pipelines", people["editor"], PIPELINE)
+    answer = call("put", "/api/pipelines/cpu", people["editor"],
+                  {"version": 1, "spec": {**PIPELINE, "name": "other"}})
+    assert answer.status_code == 422 and "differs from the pipeline 'cpu'" in answer.json()["error"]
+
+
+# Every endpoint, the least role it needs, and what an allowed caller gets here.
+ENDPOINTS = [
+    ("get", "/api/session", None, "viewer"),
+    ("get", "/api/pipelines", None, "viewer"),
+    ("get", "/api/pipelines/cpu", None, "viewer"),
+    ("post", "/api/pipelines", {**PIPELINE, "name": "new"}, "editor"),
+    ("put", "/api/pipelines/cpu", {"version": 99, "spec": PIPELINE}, "editor"),
+    ("post", "/api/pipelines/cpu/enable", {"version": 99}, "editor"),
+    ("post", "/api/pipelines/cpu/disable", {"version": 99}, "editor"),
+    ("delete", "/api/pipelines/gone", None, "editor"),
+    ("get", "/api/models", None, "viewer"),
+    ("get", "/api/users", None, "admin"),
+    ("post", "/api/users", {"name": "new", "password": "short"}, "admin"),
+    ("patch", "/api/users/viewer", {}, "admin"),
+    ("delete", "/api/users/nobody", None, "admin"),
+    ("get", "/api/users/viewer/tokens", None, "admin"),
+    ("post", "/api/users/nobody/tokens", {"name": "x"}, "admin"),
+    ("delete", "/api/tokens/nothing", None, "admin"),
+]
+RANK = {"viewer": 0, "editor": 1, "admin": 2}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "needs"), ENDPOINTS,
+                         ids=[f"{m} {p}" for m, p, _, _ in ENDPOINTS])
+def test_authorisation_matrix(people, method, path, body, needs):
+    call("post", "/api/pipelines", people["editor"], PIPELINE)
+    for who in ("anonymous", "revoked", "viewer", "editor", "admin"):
+        answer = call(method, path, people[who], body)
+        if who in ("anonymous", "revoked"):
+            expected = {401}
+        elif RANK[who] < RANK[needs]:
+            expected = {403}
+        else:
+            expected = {200, 201, 204, 404, 409, 422}
+        assert answer.status_code in expected, (who, answer.status_code, answer.content)
+        assert answer.status_code < 500
+
+
+def test_sign_in_sets_a_session_whose_changes_need_the_csrf_token(people):
+    browser = Client(enforce_csrf_checks=True)
+    wrong = call("post", "/api/session", body={"name": "editor", "password": "nope"},
+                 client=browser)
+    assert wrong.status_code == 401 and wrong.json()["error"] == "wrong name or password"
+    signed = call("post", "/api/session", body={"name": "editor", "password": PASSWORD},
+                  client=browser)
+    assert signed.status_code == 200 and signed.json() == {"name": "editor", "role": "editor"}
+    assert call("get", "/api/pipelines", client=browser).status_code == 200
+    refused = call("post", "/api/pipelines", body=PIPELINE, client=browser)
+    assert refused.status_code == 403 and "CSRF" in refused.json()["error"]
+    csrf = browser.cookies["csrftoken"].value
+    accepted = call("post", "/api/pipelines", body=PIPELINE, client=browser,
+                    HTTP_X_CSRFTOKEN=csrf)
+    assert accepted.status_code == 201, accepted.content
+    assert call("delete", "/api/session", client=browser, HTTP_X_CSRFTOKEN=csrf).status_code == 204
+    assert call("get", "/api/pipelines", client=browser).status_code == 401
+
+
+def test_failed_sign_ins_are_limited_per_user(people):
+    for _ in range(5):
+        assert call("post", "/api/session",
+                    body={"name": "admin", "password": "guess"}).status_code == 401
+    blocked = call("post", "/api/session", body={"name": "admin", "password": PASSWORD})
+    assert blocked.status_code == 429
+
+
+def test_a_revoked_token_stops_working_at_once(people):
+    admin = people["admin"]
+    made = call("post", "/api/users/viewer/tokens", admin, {"name": "script"})
+    assert made.status_code == 201, made.content
+    token, token_id = made.json()["token"], made.json()["id"]
+    assert call("get", "/api/pipelines", token).status_code == 200
+    listed = call("get", "/api/users/viewer/tokens", admin).json()
+    assert token_id in [t["id"] for t in listed] and all("token" not in t for t in listed)
+    assert call("delete", f"/api/tokens/{token_id}", admin).status_code == 204
+    assert call("get", "/api/pipelines", token).status_code == 401
+
+
+def test_admins_manage_users_but_not_their_own_deletion(people):
+    admin = people["admin"]
+    created = call("post", "/api/users", admin,
+                   {"name": "cy", "role": "editor", "password": PASSWORD})
+    assert created.status_code == 201 and created.json()["role"] == "editor"
+    short = call("patch", "/api/users/cy", admin, {"password": "short"})
+    assert short.status_code == 422 and "at least 12 characters" in short.json()["error"]
+    assert call("patch", "/api/users/cy", admin, {"role": "viewer"}).json()["role"] == "viewer"
+    assert call("delete", "/api/users/admin", admin).status_code == 409
+    assert call("delete", "/api/users/cy", admin).status_code == 204
+
+
+def test_health_needs_no_sign_in_and_the_openapi_document_describes_the_api(people):
+    assert Client().get("/healthz").json() == {"status": "alive"}
+    assert Client().get("/readyz").json() == {"status": "ready"}, "store and Prometheus"
+    document = Client().get("/api/openapi.json").json()
+    assert "/api/pipelines/{name}" in document["paths"]
