@@ -121,15 +121,17 @@ class ApiContext:
     users: UserStore
     hasher: PasswordHasher
     tsdb: TSDBClient
+    engine: ModelEngine
 
     def close(self) -> None:
         _close(self.store)
         _close(self.tsdb)
+        _close(self.engine)
 
 
 def bootstrap_api(config: AppConfig, *, store: PipelineStore | None = None,
-                  hasher: PasswordHasher | None = None,
-                  tsdb: TSDBClient | None = None) -> ApiContext:
+                  hasher: PasswordHasher | None = None, tsdb: TSDBClient | None = None,
+                  engine: ModelEngine | None = None) -> ApiContext:
     """`openanomaly api`: the store must hold users, so it is a database store."""
     store = store if store is not None else build_store(config)
     if isinstance(store, YamlConfigStore):
@@ -139,7 +141,8 @@ def bootstrap_api(config: AppConfig, *, store: PipelineStore | None = None,
             "create a user with `openanomaly createuser NAME --role admin`")
     return ApiContext(config, store, cast(UserStore, store),
                       hasher if hasher is not None else password_hasher(),
-                      tsdb if tsdb is not None else PrometheusAdapter(config.prometheus))
+                      tsdb if tsdb is not None else PrometheusAdapter(config.prometheus),
+                      engine if engine is not None else build_engine(config))
 
 
 def password_hasher() -> PasswordHasher:

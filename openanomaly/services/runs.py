@@ -14,7 +14,7 @@ from functools import partial
 
 import numpy as np
 
-from openanomaly.domain.check import HistoryOf, check_windows, prepare_contexts
+from openanomaly.domain.check import Checked, HistoryOf, check_windows, prepare_contexts
 from openanomaly.domain.detection import ScoreHistory
 from openanomaly.domain.errors import DuplicateSamples, TooManySeries
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
@@ -61,6 +61,8 @@ class CheckOutput:
     series: list[Series]
     scores: np.ndarray  # (n_slots, n_series, window_steps)
     skipped: int
+    checked: Checked
+    """The check's arrays, (n_slots x n_series, window_steps), slot-major."""
 
 
 def fetch(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms: int) -> SeriesBatch:
@@ -142,7 +144,7 @@ def check_slots(
         for metric, values in outputs:
             out += rows_to_series(prefix, metric, kept_labels, timestamps, values[rows][keep])
     scores = checked.score.reshape(len(end_indices), n, window)
-    return CheckOutput(out, scores, skipped=int((~usable[:n]).sum()) if end_indices else 0)
+    return CheckOutput(out, scores, int((~usable[:n]).sum()) if end_indices else 0, checked)
 
 
 def forecast_ahead(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 
 import mongomock
+import numpy as np
 import pytest
 from django.test import Client
 
@@ -15,6 +17,7 @@ from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
 from openanomaly.bootstrap import bootstrap_api
 from openanomaly.config import AppConfig
+from openanomaly.domain.series import Series
 from openanomaly.entrypoints.web import state
 from openanomaly.entrypoints.web.server import wsgi_application
 from openanomaly.services.accounts import create_user, issue_token
@@ -124,6 +127,8 @@ ENDPOINTS = [
     ("post", "/api/pipelines/cpu/enable", {"version": 99}, "editor"),
     ("post", "/api/pipelines/cpu/disable", {"version": 99}, "editor"),
     ("delete", "/api/pipelines/gone", None, "editor"),
+    ("post", "/api/pipelines/cpu/run", {"at": "yesterday-ish"}, "editor"),
+    ("post", "/api/preview", {"spec": {"name": "p", "query": "up", "model": "gpt"}}, "editor"),
     ("get", "/api/models", None, "viewer"),
     ("get", "/api/users", None, "admin"),
     ("post", "/api/users", {"name": "new", "password": "short"}, "admin"),
@@ -208,3 +213,51 @@ def test_health_needs_no_sign_in_and_the_openapi_document_describes_the_api(peop
     assert Client().get("/readyz").json() == {"status": "ready"}, "store and Prometheus"
     document = Client().get("/api/openapi.json").json()
     assert "/api/pipelines/{name}" in document["paths"]
+
+
+def recent_minutes(metric, hours=3, spike_at=-10):
+    now = int(time.time() * 1000)
+    stamps = np.arange(now - hours * 3_600_000, now, 60_000, dtype=np.int64)
+    values = 100 + 10 * np.sin(np.arange(stamps.size) * 2 * np.pi / 60)
+    values[spike_at] += 500
+    return Series.of({"__name__": metric, "job": "api-test"}, stamps, values)
+
+
+def test_a_preview_shows_band_scores_and_alarms_without_writing(people, prom_client, unique):
+    metric = unique("api_preview")
+    prom_client.write([recent_minutes(metric)])
+    spec = {"name": "draft", "query": metric, "model": "seasonal_naive", "step": "1m",
+            "context": "1h", "schedule": "5m"}
+    started = time.perf_counter()
+    answer = call("post", "/api/preview", people["editor"], {"spec": spec, "hours": 2})
+    assert answer.status_code == 200, answer.content
+    shown = answer.json()
+    print(f"\npreview of 2 h, 1 series, seasonal naive: {time.perf_counter() - started:.2f} s")
+    (one,) = shown["series"]
+    assert one["labels"]["job"] == "api-test"
+    size = len(one["timestamps_ms"])
+    assert size >= 100 and all(len(one[k]) == size for k in ("actual", "yhat", "lower",
+                                                              "upper", "score"))
+    assert one["timestamps_ms"] == sorted(one["timestamps_ms"])
+    assert len(one["alarms_ms"]) >= 1, "the spike"
+    assert state.current().store.list_stored() == [], "a preview saves nothing"
+    assert prom_client.query_range('openanomaly_anomaly_score{pipeline="draft"}',
+                                   int(time.time() * 1000) - 3_600_000,
+                                   int(time.time() * 1000), 60_000) == []
+    bad = call("post", "/api/preview", people["editor"],
+               {"spec": {**spec, "query": "rate(up[5m"}})
+    assert bad.status_code == 422 and "parse error" in bad.json()["error"]
+
+
+def test_run_writes_one_slot_now(people, prom_client, unique):
+    metric = unique("api_run")
+    prom_client.write([recent_minutes(metric)])
+    spec = {"name": "live", "query": metric, "model": "seasonal_naive", "step": "1m",
+            "context": "1h", "schedule": "5m"}
+    assert call("post", "/api/pipelines", people["editor"], spec).status_code == 201
+    ran = call("post", "/api/pipelines/live/run", people["editor"], {"at": "now"})
+    assert ran.status_code == 200, ran.content
+    assert ran.json()["status"] == "ok" and ran.json()["samples_written"] > 0
+    assert call("post", "/api/pipelines/live/run", people["viewer"], {}).status_code == 403
+    bad = call("post", "/api/pipelines/live/run", people["editor"], {"at": "teatime"})
+    assert bad.status_code == 422 and bad.json()["error"].startswith("at: ")

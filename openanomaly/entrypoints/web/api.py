@@ -8,6 +8,9 @@ refused with 409, so two editors never overwrite each other.
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import asdict
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -20,13 +23,18 @@ from pydantic import Field
 from openanomaly import __version__
 from openanomaly.domain.errors import (
     ConfigError,
+    ModelError,
+    PipelineError,
     ReadOnlyStore,
     StoreConflict,
+    TSDBError,
     UnknownPipeline,
     UnknownUser,
+    is_retryable,
 )
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.store import ApiToken, Role, StoredPipeline, User
+from openanomaly.domain.timeutil import parse_time
 from openanomaly.entrypoints.web import state
 from openanomaly.entrypoints.web.auth import (
     LIMITER,
@@ -35,7 +43,8 @@ from openanomaly.entrypoints.web.auth import (
     require,
     sign_in,
 )
-from openanomaly.services import accounts
+from openanomaly.services import accounts, runs
+from openanomaly.services import preview as preview_service
 from openanomaly.services.pipeline_admin import check_models
 
 api = NinjaAPI(title="OpenAnomaly", version=__version__, auth=[BearerToken(), SessionCookie()],
@@ -161,8 +170,19 @@ def _conflict(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 @api.exception_handler(ConfigError)
-def _unprocessable(request: HttpRequest, exc: ConfigError) -> HttpResponse:
+@api.exception_handler(PipelineError)
+def _unprocessable(request: HttpRequest, exc: Exception) -> HttpResponse:
     return _error(request, 422, str(exc))
+
+
+@api.exception_handler(TSDBError)
+@api.exception_handler(ModelError)
+def _upstream_failed(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # A database or model server that failed may answer next time (502 / 503); a query,
+    # a write or a model that can never work is the request's own problem (422).
+    if not is_retryable(exc):
+        return _unprocessable(request, exc)
+    return _error(request, 502 if isinstance(exc, TSDBError) else 503, str(exc))
 
 
 ERRORS: dict[int | str, Any] = {code: ErrorOut for code in (401, 403, 404, 409, 422)}
@@ -264,6 +284,73 @@ def delete_pipeline(request: HttpRequest, name: str,
     return Status(204, None)
 
 
+class RunIn(Schema):
+    at: str = Field(default="now", description="the slot: RFC 3339, Unix seconds, now-1h")
+
+
+@pipelines.post("/{name}/run", response={200: dict[str, Any], **ERRORS, 502: ErrorOut,
+                                          503: ErrorOut})
+def run_pipeline(request: HttpRequest, name: str, body: RunIn) -> dict[str, Any]:
+    """Run one slot of the pipeline now (as `openanomaly run-once`) and write its outputs."""
+    require(request, Role.editor)
+    context = state.current()
+    spec = context.store.get_pipeline(name)
+    try:
+        at_ms = parse_time(body.at, int(time.time() * 1000))
+    except ValueError as exc:
+        raise HttpError(422, f"at: {exc}") from None
+    result = asdict(runs.run_pipeline(spec, at_ms, context.tsdb, context.engine))
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in result.items()}
+
+
+class PreviewIn(Schema):
+    spec: PipelineSpec
+    hours: float = Field(default=24.0, gt=0, le=168, description="how far back to replay")
+
+
+class SeriesPreviewOut(Schema):
+    labels: dict[str, str]
+    timestamps_ms: list[int]
+    actual: list[float | None]
+    yhat: list[float | None]
+    lower: list[float | None]
+    upper: list[float | None]
+    score: list[float | None]
+    alarms_ms: list[int]
+
+
+class PreviewOut(Schema):
+    pipeline: str
+    seconds: float
+    series: list[SeriesPreviewOut]
+
+
+def _nullable(values: Any) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in values.tolist()]
+
+
+preview = Router(tags=["pipelines"])
+
+
+@preview.post("", response={200: PreviewOut, **ERRORS, 502: ErrorOut, 503: ErrorOut})
+def preview_pipeline(request: HttpRequest, body: PreviewIn) -> PreviewOut:
+    """An unsaved pipeline replayed over the last ``hours`` through the production check:
+    actual, median, band, score and the alarms it would have raised. Nothing is written."""
+    require(request, Role.editor)
+    context = state.current()
+    check_models([body.spec], context.config.models)
+    end_ms = int(time.time() * 1000)
+    shown = preview_service.preview(body.spec, end_ms - int(body.hours * 3_600_000), end_ms,
+                                    context.tsdb, context.engine)
+    return PreviewOut(pipeline=shown.pipeline, seconds=shown.seconds, series=[
+        SeriesPreviewOut(labels=one.labels, timestamps_ms=one.timestamps_ms,
+                         actual=_nullable(one.actual), yhat=_nullable(one.yhat),
+                         lower=_nullable(one.lower), upper=_nullable(one.upper),
+                         score=_nullable(one.score), alarms_ms=one.alarms_ms)
+        for one in shown.series])
+
+
 # -- models ---------------------------------------------------------------------------------
 
 models = Router(tags=["models"])
@@ -342,6 +429,7 @@ def revoke_token(request: HttpRequest, token_id: str) -> Status[None]:
 
 api.add_router("/session", session)
 api.add_router("/pipelines", pipelines)
+api.add_router("/preview", preview)
 api.add_router("/models", models)
 api.add_router("/users", users)
 api.add_router("/tokens", tokens)
