@@ -24,7 +24,7 @@ from openanomaly.services.accounts import create_user, issue_token
 
 PASSWORD = "correct horse battery"
 CONFIG = AppConfig.model_validate({"django": {"secret_key": "test-secret-key",
-                                              "allowed_hosts": ["testserver"]}})
+                                              "allowed_hosts": ["testserver", "localhost"]}})
 
 PIPELINE = {"name": "cpu", "query": "up", "step": "1m", "context": "6h"}
 
