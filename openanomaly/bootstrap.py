@@ -122,6 +122,8 @@ class ApiContext:
     hasher: PasswordHasher
     tsdb: TSDBClient
     engine: ModelEngine
+    ledger: SlotLedger | None
+    """The Celery slot ledger (scheduler.kind celery), for the runs' status."""
 
     def close(self) -> None:
         _close(self.store)
@@ -131,7 +133,8 @@ class ApiContext:
 
 def bootstrap_api(config: AppConfig, *, store: PipelineStore | None = None,
                   hasher: PasswordHasher | None = None, tsdb: TSDBClient | None = None,
-                  engine: ModelEngine | None = None) -> ApiContext:
+                  engine: ModelEngine | None = None,
+                  ledger: SlotLedger | None = None) -> ApiContext:
     """`openanomaly api`: the store must hold users, so it is a database store."""
     store = store if store is not None else build_store(config)
     if isinstance(store, YamlConfigStore):
@@ -142,7 +145,9 @@ def bootstrap_api(config: AppConfig, *, store: PipelineStore | None = None,
     return ApiContext(config, store, cast(UserStore, store),
                       hasher if hasher is not None else password_hasher(),
                       tsdb if tsdb is not None else PrometheusAdapter(config.prometheus),
-                      engine if engine is not None else build_engine(config))
+                      engine if engine is not None else build_engine(config),
+                      ledger if ledger is not None or config.scheduler.kind != "celery"
+                      else redis_ledger(config))
 
 
 def password_hasher() -> PasswordHasher:

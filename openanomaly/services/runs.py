@@ -258,3 +258,24 @@ def summarise(result: RunResult, checked: CheckOutput, batch: SeriesBatch,
     for index in np.flatnonzero(over.any(axis=(0, 2))):
         if batch.labels[index] not in result.anomalous_series:
             result.anomalous_series.append(batch.labels[index])
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    labels: dict[str, str]
+    at_ms: int
+    score: float
+
+
+def recent_anomalies(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms: int,
+                     limit: int = 500) -> list[Anomaly]:
+    """Points the pipeline scored above its threshold in [start, end], newest first."""
+    found: list[Anomaly] = []
+    for series in tsdb.read_written(spec.output.prefix + ANOMALY_SCORE, spec.name, start_ms,
+                                    end_ms, spec.step_ms):
+        above = np.flatnonzero(np.nan_to_num(series.values, nan=-np.inf) > spec.scoring.threshold)
+        labels = {k: v for k, v in series.labels.items() if k != "__name__"}
+        found += [Anomaly(labels, int(series.timestamps_ms[i]), float(series.values[i]))
+                  for i in above]
+    found.sort(key=lambda anomaly: anomaly.at_ms, reverse=True)
+    return found[:limit]

@@ -13,6 +13,7 @@ from django.test import Client
 from openanomaly.adapters.config.mongo_store import MongoStore
 from openanomaly.adapters.config.sqlite_store import SqliteStore
 from openanomaly.adapters.passwords import DjangoPasswordHasher
+from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
 from openanomaly.bootstrap import bootstrap_api
@@ -21,6 +22,7 @@ from openanomaly.domain.series import Series
 from openanomaly.entrypoints.web import state
 from openanomaly.entrypoints.web.server import wsgi_application
 from openanomaly.services.accounts import create_user, issue_token
+from tests.redis_server import redis_server  # noqa: F401  (fixture)
 
 PASSWORD = "correct horse battery"
 CONFIG = AppConfig.model_validate({"django": {"secret_key": "test-secret-key",
@@ -129,6 +131,8 @@ ENDPOINTS = [
     ("delete", "/api/pipelines/gone", None, "editor"),
     ("post", "/api/pipelines/cpu/run", {"at": "yesterday-ish"}, "editor"),
     ("post", "/api/preview", {"spec": {"name": "p", "query": "up", "model": "gpt"}}, "editor"),
+    ("get", "/api/pipelines/cpu/anomalies?hours=2", None, "viewer"),
+    ("get", "/api/pipelines/cpu/status", None, "viewer"),
     ("get", "/api/models", None, "viewer"),
     ("get", "/api/users", None, "admin"),
     ("post", "/api/users", {"name": "new", "password": "short"}, "admin"),
@@ -261,3 +265,31 @@ def test_run_writes_one_slot_now(people, prom_client, unique):
     assert call("post", "/api/pipelines/live/run", people["viewer"], {}).status_code == 403
     bad = call("post", "/api/pipelines/live/run", people["editor"], {"at": "teatime"})
     assert bad.status_code == 422 and bad.json()["error"].startswith("at: ")
+
+    # The slot whose window holds the spike, then the anomaly it wrote, read back.
+    assert call("post", "/api/pipelines/live/run", people["editor"],
+                {"at": "now-8m"}).json()["anomalous_points"] >= 1
+    found = call("get", "/api/pipelines/live/anomalies?hours=1", people["viewer"]).json()
+    assert found and found[0]["score"] > 1 and found[0]["labels"]["job"] == "api-test"
+    assert call("get", "/api/pipelines/live/anomalies?hours=0",
+                people["viewer"]).status_code == 422
+
+
+def test_status_comes_from_the_slot_ledger_of_the_distributed_deployment(
+        people, redis_server):  # noqa: F811
+    call("post", "/api/pipelines", people["editor"], PIPELINE)
+    context = state.current()
+    embedded = call("get", "/api/pipelines/cpu/status", people["viewer"]).json()
+    assert embedded == {"scheduler": "embedded", "last_completed_ms": None,
+                        "completed_in_window": None, "running": {}, "skipped": None,
+                        "last_error": None}
+    ledger = RedisSlotLedger(redis_server.client(), prefix=f"api-{time.time_ns()}")
+    ledger.complete("cpu", 1_700_000_000_000)
+    ledger.record_error("cpu", 1_700_000_060_000, TimeoutError("model server slow"))
+    context.ledger = ledger
+    try:
+        status = call("get", "/api/pipelines/cpu/status", people["viewer"]).json()
+    finally:
+        context.ledger = None
+    assert status["scheduler"] == "celery" and status["last_completed_ms"] == 1_700_000_000_000
+    assert status["last_error"]["kind"] == "TimeoutError"

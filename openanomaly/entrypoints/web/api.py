@@ -304,6 +304,52 @@ def run_pipeline(request: HttpRequest, name: str, body: RunIn) -> dict[str, Any]
             for k, v in result.items()}
 
 
+class AnomalyOut(Schema):
+    labels: dict[str, str]
+    at_ms: int
+    score: float
+
+
+@pipelines.get("/{name}/anomalies", response={200: list[AnomalyOut], **ERRORS, 502: ErrorOut})
+def list_anomalies(request: HttpRequest, name: str, hours: float = 24.0) -> list[AnomalyOut]:
+    """Points the pipeline scored above its threshold in the last ``hours`` (up to 30
+    days), newest first (at most 500), read from the time series database."""
+    require(request, Role.viewer)
+    if not 0 < hours <= 24 * 30:
+        raise HttpError(422, f"hours must be above 0 and at most 720, got {hours}")
+    context = state.current()
+    spec = context.store.get_pipeline(name)
+    end_ms = int(time.time() * 1000)
+    found = runs.recent_anomalies(spec, context.tsdb, end_ms - int(hours * 3_600_000), end_ms)
+    return [AnomalyOut(labels=a.labels, at_ms=a.at_ms, score=a.score) for a in found]
+
+
+class StatusOut(Schema):
+    scheduler: str
+    last_completed_ms: int | None = None
+    completed_in_window: int | None = None
+    running: dict[str, str] = Field(default_factory=dict)
+    skipped: int | None = None
+    last_error: dict[str, str] | None = None
+
+
+@pipelines.get("/{name}/status", response={200: StatusOut, **ERRORS})
+def pipeline_status(request: HttpRequest, name: str) -> StatusOut:
+    """The distributed deployment's slot ledger for the pipeline: last completed slot,
+    running slots, missed slots and the last error. The embedded scheduler keeps no shared
+    record; its runs show in the written scores (see anomalies)."""
+    require(request, Role.viewer)
+    context = state.current()
+    spec = context.store.get_pipeline(name)
+    if context.ledger is None:
+        return StatusOut(scheduler="embedded")
+    status = context.ledger.status(spec.name)
+    return StatusOut(scheduler="celery", last_completed_ms=status.last_completed_ms,
+                     completed_in_window=status.completed_in_window,
+                     running={str(slot): owner for slot, owner in status.running.items()},
+                     skipped=status.skipped, last_error=status.last_error)
+
+
 class PreviewIn(Schema):
     spec: PipelineSpec
     hours: float = Field(default=24.0, gt=0, le=168, description="how far back to replay")
