@@ -7,7 +7,7 @@ import httpx
 
 from openanomaly.adapters.tsdb.local_prometheus import free_port
 from tests.e2e.test_accounts_command import PASSWORD
-from tests.e2e.test_cli import CLI, openanomaly, write_config
+from tests.e2e.test_cli import CLI, openanomaly, recent_history, write_config
 
 
 def api_config(tmp_path, prometheus_url, port, secret="e2e-secret-key"):
@@ -16,6 +16,18 @@ def api_config(tmp_path, prometheus_url, port, secret="e2e-secret-key"):
                                   f"store:\n  kind: sqlite\n"
                                   f"  sqlite_path: {tmp_path / 'store.db'}\n"
                                   f"django:\n{secret_line}  port: {port}\n")
+
+
+def wait_ready(base, process, seconds=60):
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and process.poll() is None, "api did not start"
+        time.sleep(0.2)
 
 
 def test_the_api_serves_signed_in_users_and_stops_on_sigterm(tmp_path, prometheus):
@@ -28,15 +40,7 @@ def test_the_api_serves_signed_in_users_and_stops_on_sigterm(tmp_path, prometheu
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "api did not start"
-            time.sleep(0.2)
+        wait_ready(base, process)
         auth = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{base}/api/pipelines").status_code == 401
         created = httpx.post(f"{base}/api/pipelines", headers=auth,
@@ -61,3 +65,42 @@ def test_the_api_refuses_to_start_without_a_secret_key(tmp_path):
     config = api_config(tmp_path, "http://127.0.0.1:9", free_port(), secret=None)
     done = openanomaly("api", config=config, timeout=60)
     assert done.returncode == 2 and "django.secret_key is required" in done.stderr
+
+
+def test_a_pipeline_created_through_the_api_runs_in_the_embedded_service(
+        tmp_path, prometheus, prom_client, unique):
+    port = free_port()
+    config = api_config(tmp_path, prometheus.url, port)
+    metric = unique("e2e_api_run")
+    prom_client.write([recent_history(metric, minutes=30)])
+    openanomaly("createuser", "ana", "--role", "editor", config=config,
+                env={"OPENANOMALY_PASSWORD": PASSWORD})
+    token = openanomaly("tokens", "create", "ana", "e2e", config=config).stdout.strip()
+    processes = [subprocess.Popen([*CLI, "--config", str(config), *args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for args in (["api", "--workers", "1"], ["run"])]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, processes[0])
+        spec = {"name": "quick", "query": metric, "model": "seasonal_naive", "step": "5s",
+                "context": "10m", "horizon": "1m", "schedule": "5s"}
+        created = httpx.post(f"{base}/api/pipelines", json=spec,
+                             headers={"Authorization": f"Bearer {token}"})
+        assert created.status_code == 201, created.text
+        deadline, found = time.time() + 60, []
+        while time.time() < deadline and not found:
+            time.sleep(1)
+            now = int(time.time() * 1000)
+            found = prom_client.query_range(
+                f'openanomaly_anomaly_score{{source_metric="{metric}"}}', now - 120_000, now,
+                5000)
+        assert found, "the pipeline created through the API did not run within 60 s"
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
