@@ -18,7 +18,6 @@ import yaml
 from openanomaly import __version__
 from openanomaly.bootstrap import (
     bootstrap,
-    bootstrap_api,
     build_store,
     build_user_store,
     check_models_installed,
@@ -500,12 +499,8 @@ def api(ctx: click.Context, workers: int, host: str | None, port: int | None) ->
     from openanomaly.entrypoints.web.server import serve
 
     config = _config(ctx)
-    context = bootstrap_api(config)
-    try:
-        serve(config, context, workers, host or config.django.host,
-              config.django.port if port is None else port)
-    finally:
-        context.close()
+    serve(config, workers, host or config.django.host,
+          config.django.port if port is None else port)
 
 
 @cli.group()

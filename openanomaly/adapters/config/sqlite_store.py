@@ -9,6 +9,7 @@ WAL mode lets readers go on while one writer commits.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -62,18 +63,19 @@ class SqliteStore:
         self._local = threading.local()
         self._connection().executescript(_SCHEMA)
         self._seen_changes = self._changes()
+        self.close()  # threads (and forked workers) open their own when they need one
 
     # -- connections ------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        # One connection per thread: sqlite3 connections must not cross threads.
+        # One connection per thread and process: sqlite3 connections must cross neither.
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
+        if db is None or self._local.pid != os.getpid():
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.row_factory = sqlite3.Row
-            self._local.db = db
+            self._local.db, self._local.pid = db, os.getpid()
         return db
 
     @contextmanager

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from openanomaly.bootstrap import ApiContext
+from openanomaly.bootstrap import ApiContext, bootstrap_api
 from openanomaly.config import AppConfig
 from openanomaly.entrypoints.web import state
-from openanomaly.entrypoints.web.settings import configure
+from openanomaly.entrypoints.web.settings import configure, django_settings
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +23,13 @@ def wsgi_application(config: AppConfig, context: ApiContext) -> Any:
     return get_wsgi_application()
 
 
-def serve(config: AppConfig, context: ApiContext, workers: int, host: str, port: int) -> None:
+def serve(config: AppConfig, workers: int, host: str, port: int) -> None:
     """Serve under gunicorn until SIGTERM (workers finish their requests first)."""
     from gunicorn.app.base import BaseApplication
 
-    application = wsgi_application(config, context)
+    # Refuse a bad configuration here, once, rather than in every worker.
+    django_settings(config)
+    bootstrap_api(config).close()
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -37,7 +39,9 @@ def serve(config: AppConfig, context: ApiContext, workers: int, host: str, port:
             self.cfg.set("graceful_timeout", 20)
 
         def load(self) -> Any:
-            return application
+            # Each worker builds its own adapters: database clients and models are not
+            # shared across fork.
+            return wsgi_application(config, bootstrap_api(config))
 
     log.info("api listening", extra={"url": f"http://{host}:{port}", "workers": workers})
     Server().run()
