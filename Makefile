@@ -3,14 +3,30 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
+# The web UI's chart library, from the npm registry into the package's static files (not
+# committed): the version is pinned here.
+VENDOR := openanomaly/entrypoints/web/static/vendor
+ASSETS := $(VENDOR)/.ready
+UPLOT := uplot@1.6.32
 
-.PHONY: demo test lint system-deps clean
+.PHONY: demo test lint system-deps assets clean
 
-demo: $(READY)
+demo: $(READY) $(ASSETS)
 	$(BIN)/openanomaly demo
 
-test: $(READY) system-deps
+test: $(READY) $(ASSETS) system-deps
 	$(BIN)/python -m pytest
+
+assets: $(ASSETS)
+
+$(ASSETS): Makefile
+	@command -v npm >/dev/null || { echo "installing Debian package: npm"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
+	npm install --silent --no-save --no-package-lock --prefix .build/npm $(UPLOT)
+	mkdir -p $(VENDOR)
+	cp .build/npm/node_modules/uplot/dist/uPlot.iife.min.js \
+	  .build/npm/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	touch $@
 
 # Style, types, and the import rules of docs/architecture.md ([tool.importlinter]).
 lint: $(READY)
@@ -18,11 +34,12 @@ lint: $(READY)
 	$(BIN)/mypy openanomaly
 	$(BIN)/lint-imports
 
-# Prometheus and Redis for the tests, from Debian's packages, when they are missing.
+# Prometheus, Redis and Chromium (the browser test) from Debian's packages when missing.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -37,4 +54,4 @@ $(READY): pyproject.toml
 	touch $(READY)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .build $(VENDOR)

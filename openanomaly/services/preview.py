@@ -4,8 +4,10 @@ sees the band, the scores and the alarms before saving a pipeline."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +29,16 @@ class SeriesPreview:
     upper: FloatArray
     score: FloatArray
     threshold: float = 1.0
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain lists, missing values as None (JSON null)."""
+        def nullable(values: FloatArray) -> list[float | None]:
+            return [v if math.isfinite(v) else None for v in values.tolist()]
+
+        return {"labels": self.labels, "timestamps_ms": self.timestamps_ms,
+                "actual": nullable(self.actual), "yhat": nullable(self.yhat),
+                "lower": nullable(self.lower), "upper": nullable(self.upper),
+                "score": nullable(self.score), "alarms_ms": self.alarms_ms}
 
     @property
     def alarms_ms(self) -> list[int]:

@@ -372,10 +372,6 @@ class PreviewOut(Schema):
     series: list[SeriesPreviewOut]
 
 
-def _nullable(values: Any) -> list[float | None]:
-    return [v if math.isfinite(v) else None for v in values.tolist()]
-
-
 preview = Router(tags=["pipelines"])
 
 
@@ -389,12 +385,8 @@ def preview_pipeline(request: HttpRequest, body: PreviewIn) -> PreviewOut:
     end_ms = int(time.time() * 1000)
     shown = preview_service.preview(body.spec, end_ms - int(body.hours * 3_600_000), end_ms,
                                     context.tsdb, context.engine)
-    return PreviewOut(pipeline=shown.pipeline, seconds=shown.seconds, series=[
-        SeriesPreviewOut(labels=one.labels, timestamps_ms=one.timestamps_ms,
-                         actual=_nullable(one.actual), yhat=_nullable(one.yhat),
-                         lower=_nullable(one.lower), upper=_nullable(one.upper),
-                         score=_nullable(one.score), alarms_ms=one.alarms_ms)
-        for one in shown.series])
+    return PreviewOut(pipeline=shown.pipeline, seconds=shown.seconds,
+                      series=[SeriesPreviewOut(**one.as_json()) for one in shown.series])
 
 
 # -- models ---------------------------------------------------------------------------------

@@ -43,14 +43,19 @@ class SessionCookie(APIKeyCookie):
     param_name = "sessionid"
 
     def authenticate(self, request: HttpRequest, key: str | None) -> User | None:
-        name = request.session.get(SESSION_USER)
-        if not key or not name:
-            return None
-        try:
-            user = state.current().users.get_user(name)
-        except UnknownUser:
-            return None
-        return user if request.session.get(SESSION_FINGERPRINT) == fingerprint(user) else None
+        return session_user(request) if key else None
+
+
+def session_user(request: HttpRequest) -> User | None:
+    """The user signed in on this session, while their password and role are unchanged."""
+    name = request.session.get(SESSION_USER)
+    if not name:
+        return None
+    try:
+        user = state.current().users.get_user(name)
+    except UnknownUser:
+        return None
+    return user if request.session.get(SESSION_FINGERPRINT) == fingerprint(user) else None
 
 
 def sign_in(request: HttpRequest, user: User) -> None:

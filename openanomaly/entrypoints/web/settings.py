@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from openanomaly.config import AppConfig
 from openanomaly.domain.errors import ConfigError
+
+HERE = Path(__file__).parent
 
 
 def django_settings(config: AppConfig) -> dict[str, Any]:
@@ -23,7 +26,17 @@ def django_settings(config: AppConfig) -> dict[str, Any]:
         "ALLOWED_HOSTS": web.allowed_hosts,
         "CSRF_TRUSTED_ORIGINS": web.csrf_trusted_origins,
         "ROOT_URLCONF": "openanomaly.entrypoints.web.urls",
-        "INSTALLED_APPS": ["django.contrib.contenttypes"],
+        "INSTALLED_APPS": ["django.contrib.contenttypes", "django.contrib.staticfiles"],
+        "TEMPLATES": [{
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "DIRS": [str(HERE / "templates")],
+            "OPTIONS": {"context_processors": ["django.template.context_processors.csrf"]},
+        }],
+        "STATIC_URL": "/static/",
+        "STATICFILES_DIRS": [str(HERE / "static")],
+        # Static files straight from the package, by any api process, without a web server
+        # in front or a collectstatic step.
+        "WHITENOISE_USE_FINDERS": True,
         # Sessions travel in signed cookies, so any api process behind a load balancer
         # serves any request; app data lives only in the pipeline store.
         "SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies",
@@ -35,6 +48,7 @@ def django_settings(config: AppConfig) -> dict[str, Any]:
         "DATABASES": {},
         "MIDDLEWARE": [
             "django.middleware.security.SecurityMiddleware",
+            "whitenoise.middleware.WhiteNoiseMiddleware",
             "django.contrib.sessions.middleware.SessionMiddleware",
             "django.middleware.common.CommonMiddleware",
             "django.middleware.csrf.CsrfViewMiddleware",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.urls import path
 
-from openanomaly.entrypoints.web import state
+from openanomaly.entrypoints.web import state, views
 from openanomaly.entrypoints.web.api import api
 
 
@@ -29,4 +29,13 @@ urlpatterns = [
     path("api/", api.urls),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("", lambda request: HttpResponseRedirect("/pipelines")),
+    path("login", views.login),
+    path("logout", views.logout),
+    path("pipelines", views.pipeline_list),
+    path("pipelines/new", views.pipeline_edit),
+    path("pipelines/preview", views.pipeline_preview),
+    path("pipelines/<str:name>", views.pipeline_page),
+    path("pipelines/<str:name>/edit", views.pipeline_edit),
+    path("pipelines/<str:name>/<str:action>", views.pipeline_action),
 ]

@@ -1,0 +1,115 @@
+"""The web UI in a real browser (Playwright driving Debian's Chromium) against a running
+`openanomaly api`: sign in, write a pipeline, see the preview drawn, save, run, disable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import httpx
+import pytest
+
+from openanomaly.adapters.tsdb.local_prometheus import free_port
+from tests.e2e.test_accounts_command import PASSWORD
+from tests.e2e.test_api_command import api_config, wait_ready
+from tests.e2e.test_cli import CLI, openanomaly
+from tests.integration.test_api import recent_minutes
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium not found; install the Debian package chromium")
+        pytest.skip("chromium not found; install the Debian package chromium")
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM,
+                                          args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def site(tmp_path, prometheus, prom_client, unique):
+    port = free_port()
+    config = api_config(tmp_path, prometheus.url, port)
+    metric = unique("ui_requests")
+    prom_client.write([recent_minutes(metric, hours=8, spike_at=-90)])
+    openanomaly("createuser", "ana", "--role", "editor", config=config,
+                env={"OPENANOMALY_PASSWORD": PASSWORD})
+    process = subprocess.Popen([*CLI, "--config", str(config), "api", "--workers", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process)
+        yield base, metric
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def test_sign_in_preview_save_run_and_disable_a_pipeline(browser, site, tmp_path):
+    base, metric = site
+    assert httpx.get(f"{base}/pipelines", follow_redirects=False).status_code == 302
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{base}/pipelines")
+    assert page.url.startswith(f"{base}/login")
+    page.fill("input[name=name]", "ana")
+    page.fill("input[name=password]", "wrong password!")
+    page.click("button[type=submit]")
+    assert "Wrong name or password." in page.inner_text("main")
+    page.fill("input[name=name]", "ana")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/pipelines")
+    assert "No pipeline yet." in page.inner_text("main")
+
+    page.click("text=New pipeline")
+    page.fill("#yaml", f"name: ui-test\nquery: {metric}\nmodel: seasonal_naive\nstep: 1m\n"
+                       "context: 1h\nschedule: 5m\n")
+    page.click("#preview")
+    page.wait_for_selector("#charts canvas", timeout=60_000)
+    status = page.inner_text("#preview-status")
+    assert "1 series" in status and "Nothing was written." in status, status
+    drawn = page.evaluate("window.previewCharts.map(chart => chart.data[0].length)")
+    assert len(drawn) == 2 and min(drawn) >= 300, drawn  # six hours of minutes, both charts
+    alarms = page.evaluate("window.previewCharts[0].data[5].filter(v => v !== null).length")
+    assert alarms >= 1, "the injected spike is marked"
+    page.screenshot(path=str(tmp_path / "pipeline-editor-preview.png"), full_page=True)
+
+    page.click("#save")
+    page.wait_for_url(f"{base}/pipelines/ui-test?message=saved")
+    assert "enabled" in page.inner_text("main")
+    page.click("text=Run now")
+    page.wait_for_selector("text=ran slot: ok")
+    page.click("button:has-text('Disable')")
+    page.wait_for_selector("text=disabled")
+    page.goto(f"{base}/pipelines")
+    row = page.inner_text("table")
+    assert "ui-test" in row and "disabled" in row and "v2" in row
+
+
+def test_a_bad_pipeline_is_shown_with_what_to_fix_and_nothing_saved(browser, site):
+    base, metric = site
+    page = browser.new_page()
+    page.goto(f"{base}/login?next=/pipelines/new")
+    page.fill("input[name=name]", "ana")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/pipelines/new")
+    page.fill("#yaml", f"name: broken\nquery: {metric}\nstep: 1 minute\n")
+    page.click("#preview")
+    page.wait_for_selector("#preview-status.error")
+    assert "step" in page.inner_text("#preview-status")
+    page.click("#save")
+    assert "step" in page.inner_text("#save-error")
+    page.goto(f"{base}/pipelines")
+    assert "No pipeline yet." in page.inner_text("main")
