@@ -28,6 +28,7 @@ from openanomaly.adapters.models.registry import check_available
 from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
+from openanomaly.adapters.tsdb.local_prometheus import free_port as free_port
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.config import AppConfig, load_config
 from openanomaly.domain.errors import ConfigError, MissingExtra

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import click
 import numpy as np
 
 from openanomaly.bootstrap import bootstrap, demo_prometheus
-from openanomaly.config import load_config
+from openanomaly.config import AppConfig, load_config
 from openanomaly.domain.errors import OpenAnomalyError
 from openanomaly.domain.synthetic import SyntheticSeries, demo_dataset, to_series
 from openanomaly.domain.timeutil import align_down, from_ms
@@ -151,13 +152,37 @@ def run_demo(config_path: Path | None, keep_running: bool = False,
         detections, alarms = evaluate(dataset, start_ms, scores)
         _print_report(detections, alarms, prometheus.url, time.perf_counter() - started)
         if keep_running:
-            click.echo(f"\nPrometheus keeps running at {prometheus.url}; Ctrl-C to stop.")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            keep_serving(config, prometheus.url)
     return 0 if all(d.detected_ms is not None for d in detections) else 1
+
+
+def keep_serving(config: AppConfig, prometheus_url: str) -> None:
+    """Leave Prometheus and the web UI running until Ctrl-C."""
+    from openanomaly.entrypoints.demo_ui import ADMIN, start_ui
+
+    folder = Path(tempfile.mkdtemp(prefix="openanomaly-demo-web-"))
+    try:
+        process, url, password = start_ui(config, prometheus_url, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    click.echo(f"\nPrometheus keeps running at {prometheus_url}.")
+    click.echo(f"The web UI runs at {url}: sign in as {ADMIN} with the one-time password "
+               f"{password}")
+    click.echo("Ctrl-C to stop.")
+    sys.stdout.flush()
+    try:
+        while process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _print_report(detections: list[Detection], alarms: dict[str, tuple[int, int]],

@@ -1,12 +1,14 @@
 """The ``openanomaly`` command as a process, against a real Prometheus."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -146,13 +148,41 @@ def test_run_schedules_pipelines_and_stops_cleanly_on_sigterm(tmp_path, promethe
 
 
 @pytest.mark.slow
-def test_demo_detects_every_injected_anomaly(tmp_path):
-    done = openanomaly("demo", "--data-dir", str(tmp_path / "prom"), timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Detected 4 of 4 injected anomalies" in done.stdout
-    assert "MISSED" not in done.stdout
-    assert "openanomaly_anomaly_score > 1" in done.stdout
+def test_demo_detects_every_injected_anomaly_and_keeps_a_web_ui_running(tmp_path):
+    process = subprocess.Popen([*CLI, "demo", "--data-dir", str(tmp_path / "prom"),
+                                "--keep-running"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "one-time password" in line:
+                break
+        out = "".join(lines)
+        assert "Detected 4 of 4 injected anomalies" in out, out + process.stderr.read()
+        assert "MISSED" not in out
+        assert "openanomaly_anomaly_score > 1" in out
+        url = re.search(r"The web UI runs at (http://\S+):", out)[1]
+        password = out.rsplit("one-time password ", 1)[1].strip()
+        with httpx.Client(base_url=url) as browser:
+            signed = browser.post("/api/session", json={"name": "admin", "password": password})
+            assert signed.status_code == 200, signed.text
+            names = [p["name"] for p in browser.get("/api/pipelines").json()]
+            assert names == ["http-requests", "infrastructure"]
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        assert process.returncode == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert Path(tmp_path / "prom").is_dir()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/healthz", timeout=2)
 
 
 def test_run_refuses_a_config_meant_for_celery(tmp_path):

@@ -1,0 +1,57 @@
+"""The demo's web UI: `openanomaly demo --keep-running` also serves the control plane on the
+demo's data, with the demo pipelines in a SQLite store and a one-time admin password."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from openanomaly.bootstrap import build_store, build_user_store, free_port, password_hasher
+from openanomaly.config import AppConfig
+from openanomaly.domain.errors import ConfigError
+from openanomaly.services.accounts import create_user
+from openanomaly.services.pipeline_admin import apply_pipelines
+
+ADMIN = "admin"
+
+
+def start_ui(demo: AppConfig, prometheus_url: str, folder: Path,
+             ) -> tuple[subprocess.Popen[str], str, str]:
+    """Start `openanomaly api` on the demo's pipelines; returns the process, its URL and
+    the admin's password (made up now, printed once, never stored in clear)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    settings = {
+        "prometheus": {"url": prometheus_url},
+        "store": {"kind": "sqlite", "sqlite_path": str(folder / "openanomaly.db")},
+        "django": {"secret_key": secrets.token_urlsafe(32), "port": port},
+        "logging": {"level": "WARNING"},
+    }
+    ui = AppConfig.model_validate(settings)
+    apply_pipelines(build_store(ui), demo.pipelines)
+    password = secrets.token_urlsafe(12)
+    create_user(build_user_store(ui), password_hasher(), ADMIN, "admin", password)
+    config_file = folder / "api.yaml"
+    config_file.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(config_file),
+         "api", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return process, url, password
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            _, errors = process.communicate()
+            raise ConfigError(f"the demo's web UI did not start: {errors.strip()[-500:]}")
+        time.sleep(0.2)
