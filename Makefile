@@ -11,8 +11,9 @@ UPLOT := uplot@1.6.32
 
 .PHONY: demo test lint system-deps assets clean
 
+# The demo, then Prometheus and the web UI on its data until Ctrl-C.
 demo: $(READY) $(ASSETS)
-	$(BIN)/openanomaly demo
+	$(BIN)/openanomaly demo --keep-running
 
 test: $(READY) $(ASSETS) system-deps
 	$(BIN)/python -m pytest
