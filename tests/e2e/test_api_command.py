@@ -7,7 +7,7 @@ import httpx
 
 from openanomaly.adapters.tsdb.local_prometheus import free_port
 from tests.e2e.test_accounts_command import PASSWORD
-from tests.e2e.test_cli import CLI, openanomaly, recent_history, write_config
+from tests.e2e.test_cli import CLI, openanomaly, recent_history, wait_for_scores, write_config
 
 
 def api_config(tmp_path, prometheus_url, port, secret="e2e-secret-key"):
@@ -87,14 +87,7 @@ def test_a_pipeline_created_through_the_api_runs_in_the_embedded_service(
         created = httpx.post(f"{base}/api/pipelines", json=spec,
                              headers={"Authorization": f"Bearer {token}"})
         assert created.status_code == 201, created.text
-        deadline, found = time.time() + 60, []
-        while time.time() < deadline and not found:
-            time.sleep(1)
-            now = int(time.time() * 1000)
-            found = prom_client.query_range(
-                f'openanomaly_anomaly_score{{source_metric="{metric}"}}', now - 120_000, now,
-                5000)
-        assert found, "the pipeline created through the API did not run within 60 s"
+        assert wait_for_scores(prom_client, metric), "the API-created pipeline never ran"
     finally:
         for process in processes:
             process.terminate()

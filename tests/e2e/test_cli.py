@@ -39,6 +39,17 @@ def valid_config(url, metric, **extra):
     return "\n".join(lines) + "\n"
 
 
+def wait_for_scores(prom_client, metric, seconds=60):
+    """The anomaly scores of ``metric`` written in the last two minutes, once some are."""
+    deadline, found = time.time() + seconds, []
+    while time.time() < deadline and not found:
+        time.sleep(1)
+        now = int(time.time() * 1000)
+        found = prom_client.query_range(
+            f'openanomaly_anomaly_score{{source_metric="{metric}"}}', now - 120_000, now, 5000)
+    return found
+
+
 def recent_history(metric, minutes=15, step_ms=5000):
     now = int(time.time() * 1000)
     end = now - now % step_ms
@@ -130,14 +141,7 @@ def test_run_schedules_pipelines_and_stops_cleanly_on_sigterm(tmp_path, promethe
     process = subprocess.Popen([*CLI, "--config", str(config), "run"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 60
-        found = []
-        while time.time() < deadline and not found:
-            time.sleep(1)
-            now = int(time.time() * 1000)
-            found = prom_client.query_range(
-                f'openanomaly_anomaly_score{{source_metric="{metric}"}}', now - 120_000, now, 5000)
-        assert found, "no scores written by the scheduler within 60 s"
+        assert wait_for_scores(prom_client, metric), "no scores written within 60 s"
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:

@@ -6,7 +6,14 @@ import time
 
 from openanomaly.adapters.config.sqlite_store import SqliteStore
 from openanomaly.config import load_pipelines_file
-from tests.e2e.test_cli import CLI, openanomaly, recent_history, valid_config, write_config
+from tests.e2e.test_cli import (
+    CLI,
+    openanomaly,
+    recent_history,
+    valid_config,
+    wait_for_scores,
+    write_config,
+)
 
 PIPELINES = """\
 pipelines:
@@ -102,14 +109,7 @@ def test_a_pipeline_imported_while_run_is_running_is_scheduled_without_a_restart
         pipelines.write_text("pipelines:\n" + listed)
         done = openanomaly("pipelines", "import", str(pipelines), config=config)
         assert done.returncode == 0, done.stderr
-        deadline, found = time.time() + 60, []
-        while time.time() < deadline and not found:
-            time.sleep(1)
-            now = int(time.time() * 1000)
-            found = prom_client.query_range(
-                f'openanomaly_anomaly_score{{source_metric="{metric}"}}', now - 120_000, now,
-                5000)
-        assert found, "the imported pipeline did not run within 60 s"
+        assert wait_for_scores(prom_client, metric), "the imported pipeline did not run within 60 s"
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:

@@ -18,6 +18,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from openanomaly.adapters.config.versioned_store import VersionedStore
 from openanomaly.domain.errors import (
     AlreadyExists,
     UnknownPipeline,
@@ -43,7 +44,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class MongoStore:
+class MongoStore(VersionedStore):
     def __init__(self, database: Database[Document]) -> None:
         self.db = database
         self.pipelines: Collection[Document] = database["pipelines"]
@@ -64,19 +65,6 @@ class MongoStore:
 
     def close(self) -> None:
         self.db.client.close()
-
-    # -- ConfigStore ------------------------------------------------------------------
-
-    def list_pipelines(self) -> list[PipelineSpec]:
-        return [stored.spec for stored in self.list_stored()]
-
-    def get_pipeline(self, name: str) -> PipelineSpec:
-        return self.get_stored(name).spec
-
-    def refresh(self) -> bool:
-        changes = self._changes()
-        changed, self._seen_changes = changes != self._seen_changes, changes
-        return changed
 
     # -- PipelineStore ----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from openanomaly.adapters.config.versioned_store import VersionedStore
 from openanomaly.domain.errors import (
     AlreadyExists,
     UnknownPipeline,
@@ -56,7 +57,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class SqliteStore:
+class SqliteStore(VersionedStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,19 +104,6 @@ class SqliteStore:
         if db is not None:
             db.close()
             self._local.db = None
-
-    # -- ConfigStore ------------------------------------------------------------------
-
-    def list_pipelines(self) -> list[PipelineSpec]:
-        return [stored.spec for stored in self.list_stored()]
-
-    def get_pipeline(self, name: str) -> PipelineSpec:
-        return self.get_stored(name).spec
-
-    def refresh(self) -> bool:
-        changes = self._changes()
-        changed, self._seen_changes = changes != self._seen_changes, changes
-        return changed
 
     # -- PipelineStore ----------------------------------------------------------------
 

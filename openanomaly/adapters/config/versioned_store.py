@@ -1,0 +1,35 @@
+"""What the database stores share: the ConfigStore half of PipelineStore, on top of their
+stored pipelines and a change counter every change raises."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.store import StoredPipeline
+
+
+class VersionedStore(ABC):
+    _seen_changes: int = 0
+
+    @abstractmethod
+    def list_stored(self) -> list[StoredPipeline]: ...
+
+    @abstractmethod
+    def get_stored(self, name: str) -> StoredPipeline: ...
+
+    @abstractmethod
+    def _changes(self) -> int:
+        """The change counter, read from the database."""
+
+    def list_pipelines(self) -> list[PipelineSpec]:
+        return [stored.spec for stored in self.list_stored()]
+
+    def get_pipeline(self, name: str) -> PipelineSpec:
+        return self.get_stored(name).spec
+
+    def refresh(self) -> bool:
+        """True when the pipelines changed (in any process) since the last call."""
+        changes = self._changes()
+        changed, self._seen_changes = changes != self._seen_changes, changes
+        return changed
