@@ -113,3 +113,16 @@ def test_a_bad_pipeline_is_shown_with_what_to_fix_and_nothing_saved(browser, sit
     assert "step" in page.inner_text("#save-error")
     page.goto(f"{base}/pipelines")
     assert "No pipeline yet." in page.inner_text("main")
+
+
+def test_sign_in_never_redirects_to_another_site(site):
+    base, _ = site
+    for target in ("//evil.example/x", "https://evil.example/x"):
+        with httpx.Client(base_url=base) as browser:
+            form = browser.get(f"/login?next={target}")
+            token = browser.cookies["csrftoken"]
+            done = browser.post(f"/login?next={target}", data={
+                "name": "ana", "password": PASSWORD, "csrfmiddlewaretoken": token},
+                headers={"Referer": base})
+            assert form.status_code == 200
+            assert done.status_code == 302 and done.headers["location"] == "/pipelines"

@@ -21,6 +21,7 @@ from django.http import (
     JsonResponse,
 )
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 from pydantic import ValidationError
 
 from openanomaly.domain.errors import OpenAnomalyError, UnknownPipeline
@@ -70,7 +71,9 @@ def login(request: HttpRequest) -> HttpResponse:
         if user is not None:
             sign_in(request, user)
             target = request.GET.get("next", "/pipelines")
-            return HttpResponseRedirect(target if target.startswith("/") else "/pipelines")
+            # Only back into this site: never to another host ("//host", "https://host").
+            safe = url_has_allowed_host_and_scheme(target, allowed_hosts=None)
+            return HttpResponseRedirect(target if safe else "/pipelines")
         LIMITER.failed(name, address)
         error = "Wrong name or password."
     return render(request, "openanomaly/login.html", {"error": error},
