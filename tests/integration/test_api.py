@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import mongomock
@@ -293,3 +294,41 @@ def test_status_comes_from_the_slot_ledger_of_the_distributed_deployment(
         context.ledger = None
     assert status["scheduler"] == "celery" and status["last_completed_ms"] == 1_700_000_000_000
     assert status["last_error"]["kind"] == "TimeoutError"
+
+
+def signed_in_browser(name):
+    browser = Client(enforce_csrf_checks=True)
+    answer = call("post", "/api/session", body={"name": name, "password": PASSWORD},
+                  client=browser)
+    assert answer.status_code == 200, answer.content
+    return browser, browser.cookies["csrftoken"].value
+
+
+def test_the_users_page_lets_admins_manage_users_and_tokens(people):
+    assert Client().get("/users")["Location"] == "/login?next=/users"
+    editor, _ = signed_in_browser("editor")
+    assert editor.get("/users").status_code == 403
+    admin, csrf = signed_in_browser("admin")
+    page = admin.get("/users")
+    assert page.status_code == 200 and b"viewer" in page.content
+
+    def post(path, **form):
+        return admin.post(path, data={**form, "csrfmiddlewaretoken": csrf})
+
+    assert Client(enforce_csrf_checks=True).post("/users/new").status_code == 403, "CSRF"
+    assert post("/users/new", name="dee", role="viewer", password=PASSWORD).status_code == 302
+    assert state.current().users.get_user("dee").role == "viewer"
+    shown = post("/users/dee/token", token="laptop")
+    token = re.search(rb'id="new-token">(oa_[^<]+)<', shown.content)[1].decode()
+    assert call("get", "/api/pipelines", token).status_code == 200
+    assert token.encode() not in admin.get("/users").content, "shown once"
+    (record,) = state.current().users.list_tokens("dee")
+    assert post("/tokens/revoke", id=record.id).status_code == 302
+    assert call("get", "/api/pipelines", token).status_code == 401
+    post("/users/dee/role", role="editor")
+    assert state.current().users.get_user("dee").role == "editor"
+    refused = admin.get(post("/users/admin/delete")["Location"])
+    assert b"cannot delete your own user" in refused.content
+    post("/users/dee/delete")
+    assert [u.name for u in state.current().users.list_users()] == ["admin", "editor",
+                                                                    "viewer"]

@@ -38,4 +38,8 @@ urlpatterns = [
     path("pipelines/<str:name>", views.pipeline_page),
     path("pipelines/<str:name>/edit", views.pipeline_edit),
     path("pipelines/<str:name>/<str:action>", views.pipeline_action),
+    path("users", views.users_page),
+    path("users/new", views.users_action, {"action": "create"}),
+    path("tokens/revoke", views.users_action, {"action": "revoke"}),
+    path("users/<str:name>/<str:action>", views.users_action),
 ]

@@ -217,3 +217,52 @@ step: 1m
 context: 1d
 schedule: 5m
 """
+
+
+@signed_in(Role.admin)
+def users_page(request: HttpRequest) -> HttpResponse:
+    return _users(request, "", request.GET.get("message", ""))
+
+
+def _users(request: HttpRequest, new_token: str, message: str) -> HttpResponse:
+    """Users with their roles and tokens; a new token is shown on this page once."""
+    store = state.current().users
+    tokens: dict[str, list[Any]] = {}
+    for token in store.list_tokens():
+        tokens.setdefault(token.user, []).append(token)
+    return render(request, "openanomaly/users.html", {
+        "user": request.user_record, "roles": [str(role) for role in Role],
+        "people": [(person, tokens.get(person.name, [])) for person in store.list_users()],
+        "new_token": new_token, "message": message})
+
+
+@signed_in(Role.admin, methods=("POST",))
+def users_action(request: HttpRequest, action: str, name: str = "") -> HttpResponse:
+    """Create, change or delete a user; create or revoke a token."""
+    context = state.current()
+    form = request.POST
+    try:
+        if action == "create":
+            accounts.create_user(context.users, context.hasher, form.get("name", ""),
+                                 form.get("role", "viewer"), form.get("password", ""))
+            message = f"created user {form.get('name')}"
+        elif action == "role":
+            accounts.change_user(context.users, context.hasher, name, role=Role(form["role"]))
+            message = f"{name} is now a {form['role']}"
+        elif action == "delete":
+            if name == request.user_record.name:
+                raise ValueError("you cannot delete your own user; ask another admin")
+            context.users.delete_user(name)
+            message = f"deleted user {name}"
+        elif action == "token":
+            record, token = accounts.issue_token(context.users, name, form.get("token", "") or "ui")
+            # Shown in this answer only: a redirect would put the token in a URL.
+            return _users(request, token, f"token {record.name} for {name}")
+        elif action == "revoke":
+            context.users.revoke_token(form.get("id", ""))
+            message = "token revoked"
+        else:
+            return HttpResponse(status=404)
+    except (OpenAnomalyError, ValueError, KeyError) as exc:
+        message = f"error: {exc}"
+    return HttpResponseRedirect("/users?" + urlencode({"message": message}))
