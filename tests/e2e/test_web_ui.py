@@ -90,6 +90,11 @@ def test_sign_in_preview_save_run_and_disable_a_pipeline(browser, site, tmp_path
     assert "enabled" in page.inner_text("main")
     page.click("text=Run now")
     page.wait_for_selector("text=ran slot: ok")
+    # The page's chart: the last day read back, with the scores the run just wrote.
+    page.wait_for_selector("#history canvas", timeout=30_000)
+    actual = page.evaluate("window.previewCharts[0].data[4].filter(v => v !== null).length")
+    scored = page.evaluate("window.previewCharts[1].data[1].filter(v => v !== null).length")
+    assert actual >= 300 and scored >= 1, (actual, scored)
     page.click("button:has-text('Disable')")
     page.wait_for_selector("text=disabled")
     page.goto(f"{base}/pipelines")

@@ -37,6 +37,7 @@ urlpatterns = [
     path("pipelines/preview", views.pipeline_preview),
     path("pipelines/<str:name>", views.pipeline_page),
     path("pipelines/<str:name>/edit", views.pipeline_edit),
+    path("pipelines/<str:name>/chart", views.pipeline_chart),
     path("pipelines/<str:name>/<str:action>", views.pipeline_action),
     path("users", views.users_page),
     path("users/new", views.users_action, {"action": "create"}),

@@ -170,6 +170,26 @@ def pipeline_edit(request: HttpRequest, name: str | None = None) -> HttpResponse
         "error": error}, status=422 if error else 200)
 
 
+@signed_in(Role.viewer)
+def pipeline_chart(request: HttpRequest, name: str) -> JsonResponse:
+    """The pipeline page's chart: actual values and what the pipeline wrote (JSON)."""
+    context = state.current()
+    try:
+        spec = context.store.get_pipeline(name)
+        hours = float(request.GET.get("hours", "24"))
+        if not 0 < hours <= 168:
+            raise ValueError("hours must be above 0 and at most 168")
+        end_ms = int(time.time() * 1000)
+        shown = preview_service.history(spec, end_ms - int(hours * 3_600_000), end_ms,
+                                        context.tsdb)
+    except UnknownPipeline as exc:
+        return JsonResponse({"error": str(exc)}, status=404)
+    except (OpenAnomalyError, ValueError) as exc:
+        return JsonResponse({"error": str(exc)}, status=422)
+    return JsonResponse({"pipeline": name, "threshold": spec.scoring.threshold,
+                         "series": [one.as_json() for one in shown.series]})
+
+
 @signed_in(Role.editor, methods=("POST",))
 def pipeline_preview(request: HttpRequest) -> JsonResponse:
     """The preview chart's data for the editor's YAML (JSON, as POST /api/preview)."""
