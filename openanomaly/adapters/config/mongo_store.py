@@ -21,9 +21,7 @@ from pymongo.errors import DuplicateKeyError
 from openanomaly.adapters.config.versioned_store import VersionedStore
 from openanomaly.domain.errors import (
     AlreadyExists,
-    UnknownPipeline,
     UnknownUser,
-    VersionConflict,
 )
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.store import (
@@ -102,18 +100,12 @@ class MongoStore(VersionedStore):
             raise self._why_not(name, version)
         self._changed()
 
-    def _why_not(self, name: str, version: int | None) -> UnknownPipeline | VersionConflict:
+    def _version_of(self, name: str) -> int | None:
         found = self.pipelines.find_one({"_id": name}, {"version": 1})
-        if found is None:
-            return self._unknown(name)
-        return VersionConflict(
-            f"pipeline {name!r} changed since version {version} (it is at version "
-            f"{found['version']}); reload it and apply the change again")
+        return None if found is None else int(found["version"])
 
-    def _unknown(self, name: str) -> UnknownPipeline:
-        names = sorted(str(found["_id"]) for found in self.pipelines.find({}, {"_id": 1}))
-        return UnknownPipeline(
-            f"unknown pipeline {name!r}; pipelines: {', '.join(names) or 'none stored'}")
+    def _names(self) -> list[str]:
+        return sorted(str(found["_id"]) for found in self.pipelines.find({}, {"_id": 1}))
 
     # -- UserStore --------------------------------------------------------------------
 

@@ -21,9 +21,7 @@ from pathlib import Path
 from openanomaly.adapters.config.versioned_store import VersionedStore
 from openanomaly.domain.errors import (
     AlreadyExists,
-    UnknownPipeline,
     UnknownUser,
-    VersionConflict,
 )
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.store import (
@@ -139,7 +137,7 @@ class SqliteStore(VersionedStore):
                 (stored.version, SCHEMA_VERSION, stored.updated_ms,
                  json.dumps(pipeline_document(spec)), spec.name, version))
             if done.rowcount == 0:
-                raise self._why_not(db, spec.name, version)
+                raise self._why_not(spec.name, version)
             self._changed(db)
         return stored
 
@@ -149,23 +147,17 @@ class SqliteStore(VersionedStore):
                 "DELETE FROM pipelines WHERE name = ? AND (? IS NULL OR version = ?)",
                 (name, version, version))
             if done.rowcount == 0:
-                raise self._why_not(db, name, version)
+                raise self._why_not(name, version)
             self._changed(db)
 
-    def _why_not(self, db: sqlite3.Connection, name: str,
-                 version: int | None) -> UnknownPipeline | VersionConflict:
-        row = db.execute("SELECT version FROM pipelines WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            return self._unknown(name)
-        return VersionConflict(
-            f"pipeline {name!r} changed since version {version} (it is at version "
-            f"{row['version']}); reload it and apply the change again")
+    def _version_of(self, name: str) -> int | None:
+        row = self._connection().execute(
+            "SELECT version FROM pipelines WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row["version"])
 
-    def _unknown(self, name: str) -> UnknownPipeline:
-        names = [row["name"] for row in self._connection().execute(
+    def _names(self) -> list[str]:
+        return [row["name"] for row in self._connection().execute(
             "SELECT name FROM pipelines ORDER BY name")]
-        return UnknownPipeline(
-            f"unknown pipeline {name!r}; pipelines: {', '.join(names) or 'none stored'}")
 
     # -- UserStore --------------------------------------------------------------------
 

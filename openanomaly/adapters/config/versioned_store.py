@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from openanomaly.domain.errors import UnknownPipeline, VersionConflict
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.store import StoredPipeline
 
@@ -21,6 +22,27 @@ class VersionedStore(ABC):
     @abstractmethod
     def _changes(self) -> int:
         """The change counter, read from the database."""
+
+    @abstractmethod
+    def _version_of(self, name: str) -> int | None:
+        """The stored version of pipeline ``name``; None when there is none."""
+
+    @abstractmethod
+    def _names(self) -> list[str]:
+        """Every stored pipeline's name, sorted."""
+
+    def _why_not(self, name: str, version: int | None) -> UnknownPipeline | VersionConflict:
+        """Why a change of ``name`` made against ``version`` matched nothing."""
+        current = self._version_of(name)
+        if current is None:
+            return self._unknown(name)
+        return VersionConflict(
+            f"pipeline {name!r} changed since version {version} (it is at version "
+            f"{current}); reload it and apply the change again")
+
+    def _unknown(self, name: str) -> UnknownPipeline:
+        return UnknownPipeline(
+            f"unknown pipeline {name!r}; pipelines: {', '.join(self._names()) or 'none stored'}")
 
     def list_pipelines(self) -> list[PipelineSpec]:
         return [stored.spec for stored in self.list_stored()]
