@@ -18,6 +18,16 @@ def api_config(tmp_path, prometheus_url, port, secret="e2e-secret-key"):
                                   f"django:\n{secret_line}  port: {port}\n")
 
 
+def stop(process, seconds=30):
+    """SIGTERM, then SIGKILL if it is still running after ``seconds``."""
+    process.terminate()
+    try:
+        process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
 def wait_ready(base, process, seconds=60):
     deadline = time.monotonic() + seconds
     while True:
@@ -90,10 +100,4 @@ def test_a_pipeline_created_through_the_api_runs_in_the_embedded_service(
         assert wait_for_scores(prom_client, metric), "the API-created pipeline never ran"
     finally:
         for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
+            stop(process)

@@ -12,7 +12,7 @@ import pytest
 
 from openanomaly.adapters.tsdb.local_prometheus import free_port
 from tests.e2e.test_accounts_command import PASSWORD
-from tests.e2e.test_api_command import api_config, wait_ready
+from tests.e2e.test_api_command import api_config, stop, wait_ready
 from tests.e2e.test_cli import CLI, openanomaly
 from tests.integration.test_api import recent_minutes
 
@@ -48,12 +48,7 @@ def site(tmp_path, prometheus, prom_client, unique):
         wait_ready(base, process)
         yield base, metric
     finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        stop(process)
 
 
 def test_sign_in_preview_save_run_and_disable_a_pipeline(browser, site, tmp_path):
