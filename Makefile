@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
-# The web UI's chart library, from the npm registry into the package's static files (not
-# committed): the version is pinned here.
+# The web UI's chart library and htmx, from the npm registry into the package's static files
+# (not committed): the versions are pinned here.
 VENDOR := openanomaly/entrypoints/web/static/vendor
 ASSETS := $(VENDOR)/.ready
 UPLOT := uplot@1.6.32
+HTMX := htmx.org@2.0.11
 
 .PHONY: demo test lint system-deps assets clean
 
@@ -23,10 +24,11 @@ assets: $(ASSETS)
 $(ASSETS): Makefile
 	@command -v npm >/dev/null || { echo "installing Debian package: npm"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
-	npm install --silent --no-save --no-package-lock --prefix .build/npm $(UPLOT)
+	npm install --silent --no-save --no-package-lock --prefix .build/npm $(UPLOT) $(HTMX)
 	mkdir -p $(VENDOR)
 	cp .build/npm/node_modules/uplot/dist/uPlot.iife.min.js \
-	  .build/npm/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	  .build/npm/node_modules/uplot/dist/uPlot.min.css \
+	  .build/npm/node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
 	touch $@
 
 # Style, types, and the import rules of docs/architecture.md ([tool.importlinter]).

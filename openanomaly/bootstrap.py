@@ -37,13 +37,14 @@ from openanomaly.ports import (
     ConfigStore,
     ModelEngine,
     PipelineStore,
+    RunLog,
     Scheduler,
     SlotLedger,
     TSDBClient,
     UserStore,
 )
 from openanomaly.services import backfill as backfill_service
-from openanomaly.services import runs, slot_workflow
+from openanomaly.services import run_status, runs, slot_workflow
 from openanomaly.services.accounts import PasswordHasher
 from openanomaly.services.runs import RunResult
 
@@ -66,8 +67,14 @@ class App:
     engine: ModelEngine
     store: ConfigStore
 
+    @property
+    def run_log(self) -> RunLog | None:
+        """Where runs leave their status: every real store keeps one; test fakes may not."""
+        return cast(RunLog, self.store) if hasattr(self.store, "record_run") else None
+
     def run(self, spec: PipelineSpec, at_ms: int) -> RunResult:
-        return runs.run_pipeline(spec, at_ms, self.tsdb, self.engine)
+        return run_status.recorded(self.run_log, spec.name, at_ms, lambda: runs.run_pipeline(
+            spec, at_ms, self.tsdb, self.engine))
 
     def backfill(
         self, spec: PipelineSpec, start_ms: int, end_ms: int,
@@ -219,7 +226,8 @@ class Worker:
 
     def execute(self, delivery: slot_workflow.Delivery) -> dict[str, Any]:
         return slot_workflow.execute_slot(delivery, self.app.store, self.ledger, self.app.tsdb,
-                                          self.app.engine, self.claim_ttl_ms)
+                                          self.app.engine, self.claim_ttl_ms,
+                                          run_log=self.app.run_log)
 
     def dispatch(self, pipeline: str, send: slot_workflow.SendRun,
                  task_id: str = "") -> dict[str, Any]:

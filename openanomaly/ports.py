@@ -11,6 +11,7 @@
 | Scheduler     | adapters.scheduler.embedded.EmbeddedScheduler (Celery beat runs  |
 |               | the distributed schedule: adapters.scheduler.redbeat_leader)     |
 | SlotLedger    | adapters.scheduler.slot_ledger.RedisSlotLedger                   |
+| RunLog        | every store above (the YAML store keeps it in this process only) |
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Protocol
 from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.run_state import RunState
 from openanomaly.domain.series import Series
 from openanomaly.domain.slots import SlotStatus
 from openanomaly.domain.store import ApiToken, Role, StoredPipeline, User
@@ -43,6 +45,12 @@ class TSDBClient(Protocol):
                      step_ms: int) -> list[Series]:
         """The samples of ``metric`` (full name) that ``pipeline`` wrote, on the step grid
         of [start, end]; labels without ``__name__`` may be kept or not."""
+        ...
+
+    def peak_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
+                     step_ms: int) -> Series | None:
+        """The largest value of ``metric`` any series of ``pipeline`` had within each step
+        of [start, end] (a trend line for the UI); None when it wrote nothing there."""
         ...
 
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
@@ -74,7 +82,21 @@ class ConfigStore(Protocol):
         ...
 
 
-class PipelineStore(ConfigStore, Protocol):
+class RunLog(Protocol):
+    """The last run of each pipeline, whichever process ran it."""
+
+    def record_run(self, state: RunState) -> None:
+        """Replace the pipeline's run state with ``state``."""
+        ...
+
+    def run_state(self, pipeline: str) -> RunState | None:
+        ...
+
+    def run_states(self) -> dict[str, RunState]:
+        ...
+
+
+class PipelineStore(ConfigStore, RunLog, Protocol):
     """A ConfigStore that can also change pipelines; every change raises the pipeline's
     version by one and is seen by ``refresh()`` in every process using the store."""
 

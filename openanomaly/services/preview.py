@@ -15,7 +15,7 @@ import numpy as np
 from openanomaly.domain.detection import RunningHistory, window_points
 from openanomaly.domain.output import ANOMALY_SCORE, YHAT, YHAT_LOWER, YHAT_UPPER
 from openanomaly.domain.pipeline import PipelineSpec
-from openanomaly.domain.series import FloatArray
+from openanomaly.domain.series import FloatArray, Series
 from openanomaly.ports import ModelEngine, TSDBClient
 from openanomaly.services.backfill import ROWS_PER_REQUEST, backfill_slots
 from openanomaly.services.runs import check_slots, fetch, labels_of, row_of
@@ -133,3 +133,17 @@ def history(spec: PipelineSpec, start_ms: int, end_ms: int, tsdb: TSDBClient) ->
             threshold=spec.scoring.threshold))
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+# About this many points on a sparkline, whatever the span.
+TREND_POINTS = 96
+
+
+def score_peaks(spec: PipelineSpec, start_ms: int, end_ms: int,
+                tsdb: TSDBClient) -> Series | None:
+    """The highest anomaly score any series of the pipeline had in each of about
+    ``TREND_POINTS`` steps of [start, end], from what it wrote."""
+    step = max(spec.step_ms, -(-(end_ms - start_ms) // TREND_POINTS))
+    step = -(-step // spec.step_ms) * spec.step_ms  # whole pipeline steps
+    return tsdb.peak_written(spec.output.prefix + ANOMALY_SCORE, spec.name, start_ms, end_ms,
+                             step)

@@ -26,8 +26,8 @@ from openanomaly.domain.errors import UnknownPipeline, is_retryable
 from openanomaly.domain.pipeline import Mode, PipelineSpec
 from openanomaly.domain.slots import CatchUp, plan_catch_up
 from openanomaly.domain.timeutil import align_down
-from openanomaly.ports import ConfigStore, ModelEngine, SlotLedger, TSDBClient
-from openanomaly.services import runs
+from openanomaly.ports import ConfigStore, ModelEngine, RunLog, SlotLedger, TSDBClient
+from openanomaly.services import run_status, runs
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def ledger_key(spec: PipelineSpec, mode: Mode | None) -> str:
 def execute_slot(
     delivery: Delivery, store: ConfigStore, ledger: SlotLedger, tsdb: TSDBClient,
     engine: ModelEngine, claim_ttl_ms: int, clock: Callable[[], int] = _now_ms,
+    run_log: RunLog | None = None,
 ) -> dict[str, Any]:
     """Run one slot of one pipeline unless it is done, claimed elsewhere or unknown.
 
@@ -91,7 +92,11 @@ def execute_slot(
                                    "retries": delivery.retries})
     completed = False
     try:
-        result = runs.run_pipeline(spec, slot, tsdb, engine, delivery.mode)
+        # Runs of another mode (a backfill through the queue) are not the pipeline's status.
+        own_mode = delivery.mode is None or delivery.mode == spec.mode
+        result = run_status.recorded(
+            run_log if own_mode else None, spec.name, slot,
+            lambda: runs.run_pipeline(spec, slot, tsdb, engine, delivery.mode), clock)
         ledger.complete(key, slot, delivery.task_id)
         completed = True
     except Exception as exc:

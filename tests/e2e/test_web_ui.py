@@ -67,9 +67,18 @@ def test_sign_in_preview_save_run_and_disable_a_pipeline(browser, site, tmp_path
     page.wait_for_url(f"{base}/pipelines")
     assert "No pipeline yet." in page.inner_text("main")
 
+    # The form view: the settings most pipelines change, checked while typing (htmx).
     page.click("text=New pipeline")
-    page.fill("#yaml", f"name: ui-test\nquery: {metric}\nmodel: seasonal_naive\nstep: 1m\n"
-                       "context: 1h\nschedule: 5m\n")
+    page.fill("input[name=name]", "ui-test")
+    page.fill("textarea[name=query]", metric)
+    page.select_option("select[name=model]", "seasonal_naive")
+    page.fill("input[name=step]", "1 minute")
+    page.wait_for_selector("#check .error")
+    assert "step" in page.inner_text("#check")
+    page.fill("input[name=step]", "1m")
+    page.fill("input[name=context]", "1h")
+    page.fill("input[name=schedule]", "5m")
+    page.wait_for_selector("#check .ok")
     page.click("#preview")
     page.wait_for_selector("#charts canvas", timeout=60_000)
     status = page.inner_text("#preview-status")
@@ -82,19 +91,30 @@ def test_sign_in_preview_save_run_and_disable_a_pipeline(browser, site, tmp_path
 
     page.click("#save")
     page.wait_for_url(f"{base}/pipelines/ui-test?message=saved")
-    assert "enabled" in page.inner_text("main")
+    assert page.inner_text("#health") == "never run"
     page.click("text=Run now")
     page.wait_for_selector("text=ran slot: ok")
+    assert page.inner_text("#health") == "ok" and "Last run" in page.inner_text("#last-run")
     # The page's chart: the last day read back, with the scores the run just wrote.
     page.wait_for_selector("#history canvas", timeout=30_000)
     actual = page.evaluate("window.previewCharts[0].data[4].filter(v => v !== null).length")
     scored = page.evaluate("window.previewCharts[1].data[1].filter(v => v !== null).length")
     assert actual >= 300 and scored >= 1, (actual, scored)
-    page.click("button:has-text('Disable')")
-    page.wait_for_selector("text=disabled")
+    # The list: its status, last run, and the score sparkline htmx loads into the row.
     page.goto(f"{base}/pipelines")
+    page.wait_for_selector("td.spark svg.sparkline rect")
     row = page.inner_text("table")
-    assert "ui-test" in row and "disabled" in row and "v2" in row
+    assert "ui-test" in row and "ok" in row and "ago" in row
+    page.goto(f"{base}/pipelines/ui-test")
+    page.click("button:has-text('Disable')")
+    page.wait_for_selector("#health:has-text('disabled')")
+    page.goto(f"{base}/pipelines")
+    assert "disabled" in page.inner_text("table")
+    # A phone: the list keeps name, status, last run and last anomaly in view.
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone.context.add_cookies(page.context.cookies())
+    phone.goto(f"{base}/pipelines")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 def test_a_bad_pipeline_is_shown_with_what_to_fix_and_nothing_saved(browser, site):
@@ -105,7 +125,10 @@ def test_a_bad_pipeline_is_shown_with_what_to_fix_and_nothing_saved(browser, sit
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/pipelines/new")
+    page.click("#tab-yaml")
+    page.wait_for_selector("#yaml")
     page.fill("#yaml", f"name: broken\nquery: {metric}\nstep: 1 minute\n")
+    page.wait_for_selector("#check .error")
     page.click("#preview")
     page.wait_for_selector("#preview-status.error")
     assert "step" in page.inner_text("#preview-status")

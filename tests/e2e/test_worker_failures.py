@@ -136,6 +136,9 @@ class RecordingTSDB:
     def read_written(self, *args: Any) -> list[Series]:
         return self.reader.read_written(*args)
 
+    def peak_written(self, *args: Any) -> Series | None:
+        return self.reader.peak_written(*args)
+
     def score_stats(self, *args: Any) -> list[StoredScoreStats]:
         return self.reader.score_stats(*args)
 

@@ -213,11 +213,15 @@ def test_admins_manage_users_but_not_their_own_deletion(people):
     assert call("delete", "/api/users/cy", admin).status_code == 204
 
 
-def test_health_needs_no_sign_in_and_the_openapi_document_describes_the_api(people):
+def test_only_health_is_public_and_the_openapi_document_describes_the_api(people):
     assert Client().get("/healthz").json() == {"status": "alive"}
     assert Client().get("/readyz").json() == {"status": "ready"}, "store and Prometheus"
-    document = Client().get("/api/openapi.json").json()
+    assert Client().get("/api/openapi.json").status_code == 401, "only health is public"
+    assert Client().get("/api/docs").status_code == 401
+    document = call("get", "/api/openapi.json", people["viewer"]).json()
     assert "/api/pipelines/{name}" in document["paths"]
+    browser, _ = signed_in_browser("viewer")
+    assert browser.get("/api/docs").status_code == 200
 
 
 def recent_minutes(metric, hours=3, spike_at=-10):
@@ -272,6 +276,13 @@ def test_run_writes_one_slot_now(people, prom_client, unique):
                 {"at": "now-8m"}).json()["anomalous_points"] >= 1
     found = call("get", "/api/pipelines/live/anomalies?hours=1", people["viewer"]).json()
     assert found and found[0]["score"] > 1 and found[0]["labels"]["job"] == "api-test"
+
+    # Each run left the pipeline's status: the last one found the spike.
+    status = call("get", "/api/pipelines/live/status", people["viewer"]).json()
+    assert status["health"] == "ok" and status["scheduler"] == "embedded"
+    last = status["last_run"]
+    assert last["ok"] and last["error"] == "" and last["seconds"] > 0 and last["series"] == 1
+    assert last["last_anomaly_ms"] == last["slot_ms"] and last["last_anomaly_score"] > 1
     assert call("get", "/api/pipelines/live/anomalies?hours=0",
                 people["viewer"]).status_code == 422
 
@@ -281,9 +292,9 @@ def test_status_comes_from_the_slot_ledger_of_the_distributed_deployment(
     call("post", "/api/pipelines", people["editor"], PIPELINE)
     context = state.current()
     embedded = call("get", "/api/pipelines/cpu/status", people["viewer"]).json()
-    assert embedded == {"scheduler": "embedded", "last_completed_ms": None,
-                        "completed_in_window": None, "running": {}, "skipped": None,
-                        "last_error": None}
+    assert embedded == {"health": "never run", "scheduler": "embedded", "last_run": None,
+                        "last_completed_ms": None, "completed_in_window": None,
+                        "running": {}, "skipped": None, "last_error": None}
     ledger = RedisSlotLedger(redis_server.client(), prefix=f"api-{time.time_ns()}")
     ledger.complete("cpu", 1_700_000_000_000)
     ledger.record_error("cpu", 1_700_000_060_000, TimeoutError("model server slow"))
@@ -294,6 +305,21 @@ def test_status_comes_from_the_slot_ledger_of_the_distributed_deployment(
         context.ledger = None
     assert status["scheduler"] == "celery" and status["last_completed_ms"] == 1_700_000_000_000
     assert status["last_error"]["kind"] == "TimeoutError"
+
+
+def test_a_failing_run_shows_as_failing_with_its_error(people):
+    spec = {**PIPELINE, "name": "broken", "query": "rate(up[5m]"}
+    assert call("post", "/api/pipelines", people["editor"], spec).status_code == 201
+    ran = call("post", "/api/pipelines/broken/run", people["editor"], {})
+    assert ran.status_code == 422 and "parse error" in ran.json()["error"]
+    status = call("get", "/api/pipelines/broken/status", people["viewer"]).json()
+    assert status["health"] == "failing" and status["last_run"]["failures"] == 1
+    assert "parse error" in status["last_run"]["error"]
+    assert status["last_run"]["last_ok_slot_ms"] is None
+    disabled = call("post", "/api/pipelines/broken/disable", people["editor"], {"version": 1})
+    assert disabled.status_code == 200
+    assert call("get", "/api/pipelines/broken/status",
+                people["viewer"]).json()["health"] == "disabled"
 
 
 def signed_in_browser(name):

@@ -24,6 +24,7 @@ from openanomaly.domain.errors import (
     VersionConflict,
 )
 from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.run_state import after_failure, after_success
 from openanomaly.domain.store import Role
 
 MONGO_URL = os.environ.get("OPENANOMALY_TEST_MONGO_URL")
@@ -176,6 +177,21 @@ def test_tokens_are_found_by_digest_touched_and_revoked(store):
     store.delete_user("ana")
     assert store.token_by_hash(other.token_hash) is None, "a deleted user's tokens go too"
     assert store.list_tokens() == []
+
+
+def test_run_states_are_seen_by_every_handle_without_reloading_the_pipelines(open_store):
+    writer, reader = open_store(), open_store()
+    writer.create(PipelineSpec(name="cpu", query="up"))
+    reader.refresh()
+    failed = after_failure(None, "cpu", 60_000, 61_000, 0.5, "TSDBError: down")
+    writer.record_run(failed)
+    assert reader.run_state("cpu") == failed and reader.run_states() == {"cpu": failed}
+    assert not reader.refresh(), "a run is not a pipeline change"
+    ok = after_success(failed, "cpu", 120_000, 121_000, 0.2, 3, 1, 4.5)
+    writer.record_run(ok)
+    assert reader.run_state("cpu") == ok and reader.run_state("other") is None
+    writer.delete("cpu")
+    assert reader.run_states() == {}, "a deleted pipeline's status goes with it"
 
 
 def test_the_yaml_store_refuses_every_write_saying_where_pipelines_come_from(tmp_path):

@@ -77,6 +77,22 @@ class FakeTSDB:
         self.read_backs.append(("read_written", metric, pipeline))
         return self._written_in(metric, pipeline, start_ms - 1, end_ms)
 
+    def peak_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
+                     step_ms: int) -> Series | None:
+        """As max(max_over_time(...[step])) evaluated at each step of [start, end]."""
+        found = self._written_in(metric, pipeline, start_ms - step_ms, end_ms)
+        if not found:
+            return None
+        grid = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        peaks = np.full(grid.size, np.nan)
+        for one in found:
+            for i, at in enumerate(grid):
+                inside = one.values[(one.timestamps_ms > at - step_ms) & (one.timestamps_ms <= at)]
+                if inside.size:
+                    peaks[i] = np.fmax(peaks[i], inside.max())
+        keep = ~np.isnan(peaks)
+        return Series({}, grid[keep], peaks[keep])
+
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
                     quantile_window_ms: int, peak_window_ms: int | None,
                     ) -> list[StoredScoreStats]:

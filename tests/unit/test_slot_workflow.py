@@ -27,7 +27,7 @@ def deliver(world, task_id="t1", at=AT, pipeline="p", mode=None, retries=0, max_
             tsdb=None, engine=ENGINE):
     store, ledger, source = world
     return execute_slot(Delivery(pipeline, at, mode, task_id, retries, max_retries), store,
-                        ledger, tsdb or source, engine, TTL)
+                        ledger, tsdb or source, engine, TTL, run_log=store)
 
 
 def test_a_slot_runs_once_and_a_second_delivery_is_skipped(world):
@@ -82,8 +82,11 @@ def test_a_retryable_failure_is_recorded_the_claim_freed_and_the_error_raised(wo
     with caplog.at_level(logging.INFO), pytest.raises(TSDBUnavailable):
         deliver(world, tsdb=DownTSDB(), retries=5, max_retries=5)
     assert "run failed; not retried" in caplog.text, "retries are used up"
+    store = world[0]
+    assert store.run_state("p").failures == 2 and not store.run_state("p").ok
     # The next success clears the error.
     assert deliver(world)["status"] == "ok" and ledger.last_error("p") is None
+    assert store.run_state("p").ok and store.run_state("p").last_ok_slot_ms == AT
 
 
 def test_any_other_exception_is_recorded_with_its_type_and_not_retried(world, caplog):
@@ -107,6 +110,7 @@ def test_a_run_in_another_mode_keeps_its_own_bookkeeping(world):
     _, ledger, _ = world
     assert deliver(world, mode=Mode.forecast)["status"] == "ok"
     assert ledger.done("p/forecast", AT) and not ledger.done("p", AT)
+    assert world[0].run_state("p") is None, "not the pipeline's own runs"
     assert deliver(world, mode=Mode.anomaly)["status"] == "ok", "the pipeline's own mode"
     assert ledger.done("p", AT)
 

@@ -24,6 +24,7 @@ from openanomaly.domain.errors import (
     UnknownUser,
 )
 from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.run_state import RunState
 from openanomaly.domain.store import (
     SCHEMA_VERSION,
     ApiToken,
@@ -49,6 +50,7 @@ class MongoStore(VersionedStore):
         self.users: Collection[Document] = database["users"]
         self.tokens: Collection[Document] = database["tokens"]
         self.meta: Collection[Document] = database["meta"]
+        self.runs: Collection[Document] = database["run_states"]
         self.tokens.create_index([("token_hash", ASCENDING)], unique=True)
         self.tokens.create_index([("user", ASCENDING)])
         self.meta.update_one(_CHANGES, {"$setOnInsert": {"value": 0}}, upsert=True)
@@ -63,6 +65,19 @@ class MongoStore(VersionedStore):
 
     def close(self) -> None:
         self.db.client.close()
+
+    # -- RunLog -----------------------------------------------------------------------
+
+    def record_run(self, state: RunState) -> None:
+        self.runs.replace_one({"_id": state.pipeline}, {"_id": state.pipeline,
+                                                        **state.as_json()}, upsert=True)
+
+    def run_state(self, pipeline: str) -> RunState | None:
+        found = self.runs.find_one({"_id": pipeline})
+        return None if found is None else RunState.from_json(found)
+
+    def run_states(self) -> dict[str, RunState]:
+        return {found["_id"]: RunState.from_json(found) for found in self.runs.find()}
 
     # -- PipelineStore ----------------------------------------------------------------
 
@@ -98,6 +113,7 @@ class MongoStore(VersionedStore):
                                                                   "version": version}
         if self.pipelines.delete_one(query).deleted_count == 0:
             raise self._why_not(name, version)
+        self.runs.delete_one({"_id": name})
         self._changed()
 
     def _version_of(self, name: str) -> int | None:

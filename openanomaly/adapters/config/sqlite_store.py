@@ -24,6 +24,7 @@ from openanomaly.domain.errors import (
     UnknownUser,
 )
 from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.run_state import RunState
 from openanomaly.domain.store import (
     SCHEMA_VERSION,
     ApiToken,
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL,
     last_used_ms INTEGER);
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user);
+CREATE TABLE IF NOT EXISTS run_states (pipeline TEXT PRIMARY KEY, state TEXT NOT NULL);
 """
 
 
@@ -103,6 +105,23 @@ class SqliteStore(VersionedStore):
             db.close()
             self._local.db = None
 
+    # -- RunLog -----------------------------------------------------------------------
+
+    def record_run(self, state: RunState) -> None:
+        # Not a pipeline change: the change counter stays, so schedulers do not reload.
+        self._connection().execute(
+            "INSERT INTO run_states VALUES (?, ?) ON CONFLICT (pipeline) "
+            "DO UPDATE SET state = excluded.state", (state.pipeline, json.dumps(state.as_json())))
+
+    def run_state(self, pipeline: str) -> RunState | None:
+        row = self._connection().execute(
+            "SELECT state FROM run_states WHERE pipeline = ?", (pipeline,)).fetchone()
+        return None if row is None else RunState.from_json(json.loads(row["state"]))
+
+    def run_states(self) -> dict[str, RunState]:
+        rows = self._connection().execute("SELECT pipeline, state FROM run_states").fetchall()
+        return {row["pipeline"]: RunState.from_json(json.loads(row["state"])) for row in rows}
+
     # -- PipelineStore ----------------------------------------------------------------
 
     def list_stored(self) -> list[StoredPipeline]:
@@ -148,6 +167,7 @@ class SqliteStore(VersionedStore):
                 (name, version, version))
             if done.rowcount == 0:
                 raise self._why_not(name, version)
+            db.execute("DELETE FROM run_states WHERE pipeline = ?", (name,))
             self._changed(db)
 
     def _version_of(self, name: str) -> int | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from openanomaly.domain.errors import ConfigError, ReadOnlyStore, UnknownPipeline
 from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.run_state import RunState
 from openanomaly.domain.store import StoredPipeline
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class YamlConfigStore:
         self._checked_at = time.monotonic()
         self._changed = False
         self._lock = threading.Lock()
+        # Run states have no file to go to: this process's runs only.
+        self._runs: dict[str, RunState] = {}
 
     def list_pipelines(self) -> list[PipelineSpec]:
         self._maybe_reload()
@@ -60,6 +63,15 @@ class YamlConfigStore:
         except KeyError:
             known = ", ".join(sorted(self._pipelines)) or "none configured"
             raise UnknownPipeline(f"unknown pipeline {name!r}; pipelines: {known}") from None
+
+    def record_run(self, state: RunState) -> None:
+        self._runs[state.pipeline] = state
+
+    def run_state(self, pipeline: str) -> RunState | None:
+        return self._runs.get(pipeline)
+
+    def run_states(self) -> dict[str, RunState]:
+        return dict(self._runs)
 
     def list_stored(self) -> list[StoredPipeline]:
         return [StoredPipeline(spec, 1, 0) for spec in self.list_pipelines()]

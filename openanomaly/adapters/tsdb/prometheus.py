@@ -219,6 +219,13 @@ class PrometheusAdapter(Closing):
                      step_ms: int) -> list[Series]:
         return self.query_range(_written(metric, pipeline), start_ms, end_ms, step_ms)
 
+    def peak_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
+                     step_ms: int) -> Series | None:
+        found = self.query_range(
+            f"max(max_over_time({_written(metric, pipeline)}[{_seconds_range(step_ms)}]))",
+            start_ms, end_ms, step_ms)
+        return found[0] if found else None
+
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
                     quantile_window_ms: int, peak_window_ms: int | None,
                     ) -> list[StoredScoreStats]:

@@ -33,6 +33,7 @@ from openanomaly.domain.errors import (
     is_retryable,
 )
 from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.run_state import health
 from openanomaly.domain.store import ApiToken, Role, StoredPipeline, User
 from openanomaly.domain.timeutil import parse_time
 from openanomaly.entrypoints.web import state
@@ -40,15 +41,16 @@ from openanomaly.entrypoints.web.auth import (
     LIMITER,
     BearerToken,
     SessionCookie,
+    api_docs_signed_in,
     require,
     sign_in,
 )
-from openanomaly.services import accounts, runs
+from openanomaly.services import accounts, run_status, runs
 from openanomaly.services import preview as preview_service
 from openanomaly.services.pipeline_admin import check_models
 
 api = NinjaAPI(title="OpenAnomaly", version=__version__, auth=[BearerToken(), SessionCookie()],
-               urls_namespace="api", docs_url="/docs")
+               urls_namespace="api", docs_url="/docs", docs_decorator=api_docs_signed_in)
 
 
 # -- answers --------------------------------------------------------------------------------
@@ -299,7 +301,8 @@ def run_pipeline(request: HttpRequest, name: str, body: RunIn) -> dict[str, Any]
         at_ms = parse_time(body.at, int(time.time() * 1000))
     except ValueError as exc:
         raise HttpError(422, f"at: {exc}") from None
-    result = asdict(runs.run_pipeline(spec, at_ms, context.tsdb, context.engine))
+    result = asdict(run_status.recorded(context.store, spec.name, at_ms, lambda: runs.run_pipeline(
+        spec, at_ms, context.tsdb, context.engine)))
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in result.items()}
 
@@ -324,8 +327,26 @@ def list_anomalies(request: HttpRequest, name: str, hours: float = 24.0) -> list
     return [AnomalyOut(labels=a.labels, at_ms=a.at_ms, score=a.score) for a in found]
 
 
+class LastRunOut(Schema):
+    slot_ms: int
+    finished_ms: int
+    seconds: float = Field(description="how long the last run took")
+    ok: bool
+    error: str
+    series: int
+    anomalous_points: int
+    max_score: float | None
+    last_ok_slot_ms: int | None
+    last_anomaly_ms: int | None
+    last_anomaly_score: float | None
+    failures: int = Field(description="failed runs in a row")
+
+
 class StatusOut(Schema):
+    health: str = Field(description="ok, failing (the last run failed), disabled, or "
+                                    "never run")
     scheduler: str
+    last_run: LastRunOut | None = None
     last_completed_ms: int | None = None
     completed_in_window: int | None = None
     running: dict[str, str] = Field(default_factory=dict)
@@ -335,19 +356,24 @@ class StatusOut(Schema):
 
 @pipelines.get("/{name}/status", response={200: StatusOut, **ERRORS})
 def pipeline_status(request: HttpRequest, name: str) -> StatusOut:
-    """The distributed deployment's slot ledger for the pipeline: last completed slot,
-    running slots, missed slots and the last error. The embedded scheduler keeps no shared
-    record; its runs show in the written scores (see anomalies)."""
+    """How the pipeline's runs go: the last run (slot, duration, outcome, error, last
+    anomaly), recorded by whichever process ran it; with the Celery scheduler also the slot
+    ledger (last completed slot, running slots, missed slots, last error)."""
     require(request, Role.viewer)
     context = state.current()
     spec = context.store.get_pipeline(name)
+    last = context.store.run_state(spec.name)
+    answer = StatusOut(health=health(spec.enabled, last),
+                       scheduler="embedded" if context.ledger is None else "celery",
+                       last_run=LastRunOut(**last.as_json()) if last else None)
     if context.ledger is None:
-        return StatusOut(scheduler="embedded")
+        return answer
     status = context.ledger.status(spec.name)
-    return StatusOut(scheduler="celery", last_completed_ms=status.last_completed_ms,
-                     completed_in_window=status.completed_in_window,
-                     running={str(slot): owner for slot, owner in status.running.items()},
-                     skipped=status.skipped, last_error=status.last_error)
+    return answer.model_copy(update={
+        "last_completed_ms": status.last_completed_ms,
+        "completed_in_window": status.completed_in_window,
+        "running": {str(slot): owner for slot, owner in status.running.items()},
+        "skipped": status.skipped, "last_error": status.last_error})
 
 
 class PreviewIn(Schema):

@@ -7,8 +7,11 @@ import hashlib
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 
@@ -56,6 +59,22 @@ def session_user(request: HttpRequest) -> User | None:
     except UnknownUser:
         return None
     return user if request.session.get(SESSION_FINGERPRINT) == fingerprint(user) else None
+
+
+def api_docs_signed_in(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The OpenAPI document and its interactive page: for signed-in users and token
+    holders only, as everything else but health."""
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = session_user(request)
+        header = request.headers.get("Authorization", "")
+        if user is None and header.lower().startswith("bearer "):
+            user = user_of_token(state.current().users, header[7:].strip(), _now_ms())
+        if user is None:
+            return JsonResponse({"error": "sign in, or send Authorization: Bearer <token>"},
+                                status=401)
+        return view(request, *args, **kwargs)
+    return checked
 
 
 def sign_in(request: HttpRequest, user: User) -> None:

@@ -6,13 +6,15 @@ Sign-in sets the same signed session the API accepts, so the pages' scripts call
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-import yaml
+import numpy as np
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -22,14 +24,15 @@ from django.http import (
 )
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
-from pydantic import ValidationError
 
 from openanomaly.domain.errors import OpenAnomalyError, UnknownPipeline
 from openanomaly.domain.pipeline import PipelineSpec
-from openanomaly.domain.store import Role
-from openanomaly.entrypoints.web import state
+from openanomaly.domain.run_state import health
+from openanomaly.domain.series import Series
+from openanomaly.domain.store import Role, StoredPipeline
+from openanomaly.entrypoints.web import editor, state
 from openanomaly.entrypoints.web.auth import LIMITER, RANK, session_user, sign_in
-from openanomaly.services import accounts, runs
+from openanomaly.services import accounts, run_status, runs
 from openanomaly.services import preview as preview_service
 from openanomaly.services.pipeline_admin import check_models, export_document
 
@@ -89,9 +92,62 @@ def logout(request: HttpRequest) -> HttpResponse:
 
 @signed_in(Role.viewer)
 def pipeline_list(request: HttpRequest) -> HttpResponse:
-    stored = state.current().store.list_stored()
+    """Every pipeline with its health, last run and last anomaly (from the run states the
+    runs leave in the store); each row's score sparkline loads on its own."""
+    store = state.current().store
+    states = store.run_states()
+    rows = []
+    for stored in store.list_stored():
+        last = states.get(stored.spec.name)
+        rows.append({
+            "stored": stored, "last": last,
+            "health": health(stored.spec.enabled, last),
+            "finished": _when(last.finished_ms if last else None),
+            "anomaly": _when(last.last_anomaly_ms if last else None)})
     return render(request, "openanomaly/pipelines.html", {
-        "user": request.user_record, "pipelines": stored})
+        "user": request.user_record, "rows": rows})
+
+
+@signed_in(Role.viewer)
+def pipeline_sparkline(request: HttpRequest, name: str) -> HttpResponse:
+    """The highest anomaly score of the pipeline's series over the last day, as an inline
+    SVG (a fragment the list page loads with htmx)."""
+    context = state.current()
+    try:
+        spec = context.store.get_pipeline(name)
+        end_ms = int(time.time() * 1000)
+        peaks = preview_service.score_peaks(spec, end_ms - 86_400_000, end_ms, context.tsdb)
+    except (OpenAnomalyError, ValueError) as exc:
+        return render(request, "openanomaly/sparkline.html", {"problem": str(exc)})
+    return render(request, "openanomaly/sparkline.html", sparkline(
+        peaks, end_ms - 86_400_000, end_ms, spec.scoring.threshold))
+
+
+def sparkline(peaks: Series | None, start_ms: int, end_ms: int, threshold: float,
+              width: int = 160, height: int = 32) -> dict[str, Any]:
+    """One bar per step on a ``width`` x ``height`` box (steps without scores stay
+    empty) and the threshold as a line; the scale reaches at least 1.5 x the threshold,
+    so quiet days look quiet."""
+    if peaks is None or not np.isfinite(peaks.values).any():
+        return {"empty": True, "width": width, "height": height}
+    top = max(1.5 * threshold, float(np.nanmax(peaks.values)))
+    span = max(1, end_ms - start_ms)
+    times = peaks.timestamps_ms
+    bar = max(1.0, width * float(np.min(np.diff(times))) / span) if times.size > 1 else 2.0
+
+    def y(value: float) -> float:
+        return round(height - (height - 1) * min(value, top) / top, 1)
+
+    bars = [{"x": round(max(0.0, width * (t - start_ms) / span - bar), 1),
+             "y": y(v), "height": round(height - y(v), 1), "alarm": v > threshold}
+            for t, v in zip(times.tolist(), peaks.values.tolist(), strict=True)
+            if math.isfinite(v)]
+    return {"bars": bars, "bar_width": round(bar, 1), "width": width, "height": height,
+            "threshold_y": y(threshold), "peak": float(np.nanmax(peaks.values))}
+
+
+def _when(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 @signed_in(Role.viewer)
@@ -110,8 +166,12 @@ def pipeline_page(request: HttpRequest, name: str) -> HttpResponse:
                                           end_ms, limit=50)
     except OpenAnomalyError as exc:
         problem = str(exc)
+    last = context.store.run_state(name)
     return render(request, "openanomaly/pipeline.html", {
-        "user": request.user_record, "stored": stored,
+        "user": request.user_record, "stored": stored, "last": last,
+        "health": health(stored.spec.enabled, last),
+        "last_slot": _when(last.slot_ms if last else None),
+        "last_finished": _when(last.finished_ms if last else None),
         "yaml": _yaml(stored.spec), "anomalies": anomalies, "problem": problem,
         "message": request.GET.get("message", "")})
 
@@ -129,8 +189,9 @@ def pipeline_action(request: HttpRequest, name: str, action: str) -> HttpRespons
             context.store.update(spec, version)
             message = f"{action}d"
         elif action == "run":
-            result = runs.run_pipeline(stored.spec, int(time.time() * 1000), context.tsdb,
-                                       context.engine)
+            at_ms = int(time.time() * 1000)
+            result = run_status.recorded(context.store, name, at_ms, lambda: runs.run_pipeline(
+                stored.spec, at_ms, context.tsdb, context.engine))
             message = (f"ran slot: {result.status}, {result.series} series, "
                        f"{result.anomalous_points} anomalous points")
     except (OpenAnomalyError, ValueError) as exc:
@@ -140,7 +201,8 @@ def pipeline_action(request: HttpRequest, name: str, action: str) -> HttpRespons
 
 @signed_in(Role.editor, methods=("GET", "POST"))
 def pipeline_edit(request: HttpRequest, name: str | None = None) -> HttpResponse:
-    """The editor: YAML of one pipeline, a preview chart, save (create or update)."""
+    """The editor: a pipeline as a form or as YAML, a preview chart, save (create or
+    update)."""
     context = state.current()
     stored = None
     if name is not None:
@@ -150,11 +212,12 @@ def pipeline_edit(request: HttpRequest, name: str | None = None) -> HttpResponse
             return render(request, "openanomaly/error.html", {
                 "user": request.user_record, "message": str(exc)}, status=404)
     text = _yaml(stored.spec) if stored else NEW_PIPELINE
-    error = ""
+    view, error = request.GET.get("view", editor.FORM), ""
     if request.method == "POST":
-        text = request.POST.get("yaml", "")
+        view = request.POST.get("view", editor.YAML)
         try:
-            spec = parse_spec(text)
+            text = editor.posted_text(request.POST)
+            spec = editor.parse_spec(text)
             check_models([spec], context.config.models)
             if stored is None:
                 context.store.create(spec)
@@ -166,8 +229,54 @@ def pipeline_edit(request: HttpRequest, name: str | None = None) -> HttpResponse
         except (OpenAnomalyError, ValueError) as exc:
             error = str(exc)
     return render(request, "openanomaly/edit.html", {
-        "user": request.user_record, "stored": stored, "yaml": text,
-        "error": error}, status=422 if error else 200)
+        "user": request.user_record, "stored": stored, "error": error,
+        **_panel(view, text, stored)}, status=422 if error else 200)
+
+
+@signed_in(Role.editor, methods=("POST",))
+def editor_switch(request: HttpRequest) -> HttpResponse:
+    """The editor's panel in the other view (htmx), carrying over what was typed."""
+    to = request.GET.get("to", editor.YAML)
+    stored = None
+    if request.POST.get("stored"):
+        try:
+            stored = state.current().store.get_stored(request.POST["stored"])
+        except UnknownPipeline:
+            stored = None
+    try:
+        text = editor.posted_text(request.POST)
+        editor.parse_document(text)
+    except ValueError as exc:
+        # Unparsable YAML has no form view: stay, and say what to fix.
+        return render(request, "openanomaly/editor_panel.html", {
+            **_panel(editor.YAML, request.POST.get("yaml", ""), stored),
+            "switch_error": f"fix the YAML first: {exc}"})
+    return render(request, "openanomaly/editor_panel.html", _panel(to, text, stored))
+
+
+@signed_in(Role.editor, methods=("POST",))
+def editor_check(request: HttpRequest) -> HttpResponse:
+    """Inline validation while typing (htmx): the first problems, or that it is valid."""
+    try:
+        spec = editor.parse_spec(editor.posted_text(request.POST))
+        check_models([spec], state.current().config.models)
+    except (OpenAnomalyError, ValueError) as exc:
+        return render(request, "openanomaly/editor_check.html", {"error": str(exc)})
+    return render(request, "openanomaly/editor_check.html", {"spec": spec})
+
+
+def _panel(view: str, text: str, stored: StoredPipeline | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if view == editor.FORM:
+        try:
+            fields = editor.form_fields(text)
+        except ValueError:
+            view = editor.YAML  # text that does not parse is shown as it is
+    models = sorted(state.current().config.models)
+    if fields.get("model") and fields["model"] not in models:
+        models.append(fields["model"])
+    return {"view": view, "yaml": text, "fields": fields, "models": models,
+            "directions": editor.DIRECTIONS, "stored": stored}
 
 
 @signed_in(Role.viewer)
@@ -195,7 +304,7 @@ def pipeline_preview(request: HttpRequest) -> JsonResponse:
     """The preview chart's data for the editor's YAML (JSON, as POST /api/preview)."""
     context = state.current()
     try:
-        spec = parse_spec(request.POST.get("yaml", ""))
+        spec = editor.parse_spec(editor.posted_text(request.POST))
         check_models([spec], context.config.models)
         hours = float(request.POST.get("hours", "6"))
         if not 0 < hours <= 168:
@@ -210,24 +319,8 @@ def pipeline_preview(request: HttpRequest) -> JsonResponse:
                          "series": [one.as_json() for one in shown.series]})
 
 
-def parse_spec(text: str) -> PipelineSpec:
-    """A pipeline from the editor's YAML; errors name the field."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"malformed YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ValueError("expected one pipeline: a mapping with name, query, ...")
-    try:
-        return PipelineSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise ValueError("; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'pipeline'}: {e['msg']}"
-            for e in exc.errors())) from None
-
-
 def _yaml(spec: PipelineSpec) -> str:
-    return yaml.safe_dump(export_document(spec), sort_keys=False, allow_unicode=True)
+    return editor.dump(export_document(spec))
 
 
 NEW_PIPELINE = """name: my-pipeline

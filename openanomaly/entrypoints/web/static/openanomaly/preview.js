@@ -1,4 +1,4 @@
-// The editor's preview: post the YAML to /pipelines/preview and draw what the pipeline
+// The editor's preview: post the editor (form or YAML view) to /pipelines/preview and draw what the pipeline
 // would have done (charts.js).
 "use strict";
 
@@ -10,10 +10,8 @@ function csrfToken() {
 async function preview() {
   const status = document.getElementById("preview-status");
   const charts = document.getElementById("charts");
-  const body = new URLSearchParams({
-    yaml: document.getElementById("yaml").value,
-    hours: document.getElementById("hours").value,
-  });
+  // The form or the YAML view, whichever is shown: the server reads both.
+  const body = new URLSearchParams(new FormData(document.getElementById("editor")));
   status.textContent = "Replaying the pipeline over recent data...";
   status.className = "";
   charts.replaceChildren();

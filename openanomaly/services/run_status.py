@@ -1,0 +1,49 @@
+"""Folding each run into its pipeline's RunState, the status the API and the UI show."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from openanomaly.domain.run_state import RunState, after_failure, after_success
+from openanomaly.ports import RunLog
+from openanomaly.services.runs import RunResult
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def recorded(run_log: RunLog | None, pipeline: str, slot_ms: int,
+             run: Callable[[], RunResult], clock: Callable[[], int] = _now_ms) -> RunResult:
+    """``run()``, with its outcome, duration and error recorded in ``run_log``.
+
+    The run's own error propagates unchanged; a store that cannot take the record only
+    costs a warning, never the run that already wrote its outputs.
+    """
+    started = time.monotonic()
+    try:
+        result = run()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        _record(run_log, pipeline, lambda previous: after_failure(
+            previous, pipeline, slot_ms, clock(), time.monotonic() - started, error))
+        raise
+    _record(run_log, pipeline, lambda previous: after_success(
+        previous, pipeline, slot_ms, clock(), result.seconds, result.series,
+        result.anomalous_points, result.max_score))
+    return result
+
+
+def _record(run_log: RunLog | None, pipeline: str,
+            fold: Callable[[RunState | None], RunState]) -> None:
+    if run_log is None:
+        return
+    try:
+        run_log.record_run(fold(run_log.run_state(pipeline)))
+    except Exception as exc:  # the store is down: the run itself is not affected
+        log.warning("could not record the run's status",
+                    extra={"pipeline": pipeline, "error": str(exc)})
