@@ -158,6 +158,25 @@ def bootstrap_api(config: AppConfig, *, store: PipelineStore | None = None,
                       else redis_ledger(config))
 
 
+def web_cache(config: AppConfig) -> dict[str, Any]:
+    """Django's cache for what api processes must share (the sign-in limiter's counts):
+    the deployment's Redis with the Celery scheduler; a folder beside the SQLite file on
+    one machine; else this process's memory (one api process)."""
+    if config.scheduler.kind == "celery":
+        from openanomaly.adapters.redis_connection import redis_url
+
+        options: dict[str, Any] = ({"ssl_ca_certs": config.redis.tls_ca_file}
+                                   if config.redis.tls_ca_file else {})
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_url(config.redis), "KEY_PREFIX": "openanomaly-web",
+                "OPTIONS": options}
+    if config.store.kind == "sqlite":
+        folder = Path(config.store.sqlite_path).parent / "web-cache"
+        return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(folder.resolve())}
+    return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+
+
 def password_hasher() -> PasswordHasher:
     from openanomaly.adapters.passwords import DjangoPasswordHasher
 

@@ -18,8 +18,8 @@ from tests.integration.test_api import (  # noqa: F401  (fixtures)
 )
 
 
-def test_the_list_shows_status_last_anomaly_and_a_score_sparkline(people, prom_client,
-                                                                  unique):
+def test_the_list_shows_status_last_anomaly_and_a_score_sparkline(
+        people, prom_client, unique):  # noqa: F811
     metric = unique("ui_list")
     prom_client.write([recent_minutes(metric)])
     editor = people["editor"]
@@ -53,7 +53,7 @@ def test_the_list_shows_status_last_anomaly_and_a_score_sparkline(people, prom_c
     assert 'id="health">failing' in detail and "Failed 1 time in a row" in detail
 
 
-def test_the_form_view_saves_its_fields_and_keeps_the_rest_of_the_yaml(people):
+def test_the_form_view_saves_its_fields_and_keeps_the_rest_of_the_yaml(people):  # noqa: F811
     browser, csrf = signed_in_browser("editor")
     page = browser.get("/pipelines/new").content.decode()
     assert 'name="view" value="form"' in page and '<input name="name"' in page
@@ -80,7 +80,7 @@ def test_the_form_view_saves_its_fields_and_keeps_the_rest_of_the_yaml(people):
     assert "bad" not in [p.name for p in state.current().store.list_pipelines()]
 
 
-def test_yaml_that_does_not_parse_stays_in_the_yaml_view_with_the_reason(people):
+def test_yaml_that_does_not_parse_stays_in_the_yaml_view_with_the_reason(people):  # noqa: F811
     browser, csrf = signed_in_browser("editor")
     shown = browser.post("/pipelines/editor?to=form", data={
         "csrfmiddlewaretoken": csrf, "view": "yaml", "yaml": "name: [unclosed"})
@@ -89,7 +89,7 @@ def test_yaml_that_does_not_parse_stays_in_the_yaml_view_with_the_reason(people)
     assert "name: [unclosed" in page, "what was typed is kept"
 
 
-def test_inline_validation_names_the_field_or_says_it_is_valid(people):
+def test_inline_validation_names_the_field_or_says_it_is_valid(people):  # noqa: F811
     browser, csrf = signed_in_browser("editor")
 
     def check(text):

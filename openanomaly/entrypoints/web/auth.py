@@ -4,13 +4,13 @@ CSRF protection), and whether their role allows what they ask."""
 from __future__ import annotations
 
 import hashlib
-import threading
+import logging
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
@@ -20,6 +20,7 @@ from openanomaly.domain.store import Role, User
 from openanomaly.entrypoints.web import state
 from openanomaly.services.accounts import user_of_token
 
+log = logging.getLogger(__name__)
 RANK = {Role.viewer: 0, Role.editor: 1, Role.admin: 2}
 SESSION_USER = "openanomaly_user"
 SESSION_FINGERPRINT = "openanomaly_fingerprint"
@@ -94,37 +95,38 @@ def require(request: HttpRequest, role: Role) -> User:
 
 class LoginLimiter:
     """At most ``attempts`` failed sign-ins per user name and per client address within
-    ``window_s``: guessing passwords gets slow. Kept in this process."""
+    ``window_s`` of the first: guessing passwords gets slow. The counts live in Django's
+    cache, which is shared by every api process (Redis in the distributed deployment, a
+    folder beside the SQLite store on one machine; see bootstrap.web_cache)."""
 
-    def __init__(self, attempts: int = 5, window_s: float = 300.0) -> None:
+    def __init__(self, attempts: int = 5, window_s: int = 300) -> None:
         self.attempts = attempts
         self.window_s = window_s
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> int:
-        failures = self._failures.get(key)
-        if failures is None:
-            return 0
-        while failures and failures[0] <= now - self.window_s:
-            failures.popleft()
-        if not failures:
-            del self._failures[key]  # names tried once do not pile up
-        return len(failures)
+    @staticmethod
+    def _keys(name: str, address: str) -> list[str]:
+        # Hashed: a user name may hold anything, a cache key may not.
+        return [f"openanomaly:login:{kind}:{hashlib.sha256(value.encode()).hexdigest()[:32]}"
+                for kind, value in (("user", name), ("address", address))]
 
     def check(self, name: str, address: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in (f"user:{name}", f"address:{address}"):
-                if self._recent(key, now) >= self.attempts:
-                    raise HttpError(429, "too many failed sign-ins; wait a few minutes")
+        try:
+            counts = cache.get_many(self._keys(name, address))
+        except Exception as exc:  # the cache is down: sign-in still works, and says so
+            log.warning("login limiter unavailable", extra={"error": str(exc)})
+            return
+        if any(count >= self.attempts for count in counts.values()):
+            raise HttpError(429, "too many failed sign-ins; wait a few minutes")
 
     def failed(self, name: str, address: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in (f"user:{name}", f"address:{address}"):
-                self._recent(key, now)
-                self._failures[key].append(now)
+        for key in self._keys(name, address):
+            try:
+                cache.add(key, 0, timeout=self.window_s)
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout=self.window_s)
+            except Exception as exc:
+                log.warning("login limiter unavailable", extra={"error": str(exc)})
 
 
 LIMITER = LoginLimiter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from openanomaly.bootstrap import ApiContext, bootstrap_api
+from openanomaly.bootstrap import ApiContext, bootstrap_api, web_cache
 from openanomaly.config import AppConfig
 from openanomaly.entrypoints.web import state
 from openanomaly.entrypoints.web.settings import configure, django_settings
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def wsgi_application(config: AppConfig, context: ApiContext) -> Any:
     """Django's WSGI handler for this configuration and these adapters. Django and the API
     modules are imported only after their settings exist."""
-    configure(config)
+    configure(config, web_cache(config))
     state.use(context)
     from django.core.wsgi import get_wsgi_application
 
@@ -28,7 +28,7 @@ def serve(config: AppConfig, workers: int, host: str, port: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     # Refuse a bad configuration here, once, rather than in every worker.
-    django_settings(config)
+    django_settings(config, web_cache(config))
     bootstrap_api(config).close()
 
     class Server(BaseApplication):  # type: ignore[misc]

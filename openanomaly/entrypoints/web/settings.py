@@ -11,7 +11,8 @@ from openanomaly.domain.errors import ConfigError
 HERE = Path(__file__).parent
 
 
-def django_settings(config: AppConfig) -> dict[str, Any]:
+def django_settings(config: AppConfig, cache: dict[str, Any]) -> dict[str, Any]:
+    """``cache``: Django's default cache (bootstrap.web_cache), shared by api processes."""
     web = config.django
     if web.secret_key is None and not web.debug:
         raise ConfigError(
@@ -46,6 +47,7 @@ def django_settings(config: AppConfig) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": web.secure_cookies,
         "CSRF_COOKIE_SECURE": web.secure_cookies,
         "DATABASES": {},
+        "CACHES": {"default": cache},
         "MIDDLEWARE": [
             "django.middleware.security.SecurityMiddleware",
             "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -62,11 +64,11 @@ def django_settings(config: AppConfig) -> dict[str, Any]:
     }
 
 
-def configure(config: AppConfig) -> None:
+def configure(config: AppConfig, cache: dict[str, Any]) -> None:
     """Configure Django for this process from ``config`` (once)."""
     import django
     from django.conf import settings
 
     if not settings.configured:
-        settings.configure(**django_settings(config))
+        settings.configure(**django_settings(config, cache))
         django.setup()
