@@ -105,6 +105,8 @@ def test_sign_in_preview_save_run_and_disable_a_pipeline(browser, site, tmp_path
     page.wait_for_selector("td.spark svg.sparkline rect")
     row = page.inner_text("table")
     assert "ui-test" in row and "ok" in row and "ago" in row
+    page.screenshot(path=str(tmp_path / "pipelines-list.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280, "no sideways scroll"
     page.goto(f"{base}/pipelines/ui-test")
     page.click("button:has-text('Disable')")
     page.wait_for_selector("#health:has-text('disabled')")
