@@ -18,6 +18,7 @@ import numpy as np
 from openanomaly.bootstrap import bootstrap, demo_prometheus
 from openanomaly.config import AppConfig, load_config
 from openanomaly.domain.errors import OpenAnomalyError
+from openanomaly.domain.run_state import RunState
 from openanomaly.domain.synthetic import SyntheticSeries, demo_dataset, to_series
 from openanomaly.domain.timeutil import align_down, from_ms
 from openanomaly.entrypoints.progress import backfill_with_bar
@@ -144,6 +145,7 @@ def run_demo(config_path: Path | None, keep_running: bool = False,
                 backfill_with_bar(app, spec, check_from - spec.step_ms, end_ms - spec.step_ms)
                 app.run(spec, end_ms)  # the live slot: also writes forecasts ahead
             scores = read_scores(app.tsdb, check_from, end_ms)
+            run_states = list(app.run_log.run_states().values()) if app.run_log else []
         except OpenAnomalyError as exc:
             click.echo(f"error: {exc}", err=True)
             return 1
@@ -152,17 +154,18 @@ def run_demo(config_path: Path | None, keep_running: bool = False,
         detections, alarms = evaluate(dataset, start_ms, scores)
         _print_report(detections, alarms, prometheus.url, time.perf_counter() - started)
         if keep_running:
-            keep_serving(config, prometheus.url)
+            keep_serving(config, prometheus.url, run_states)
     return 0 if all(d.detected_ms is not None for d in detections) else 1
 
 
-def keep_serving(config: AppConfig, prometheus_url: str) -> None:
-    """Leave Prometheus and the web UI running until Ctrl-C."""
+def keep_serving(config: AppConfig, prometheus_url: str, run_states: list[RunState]) -> None:
+    """Leave Prometheus and the web UI running until Ctrl-C; the UI shows the demo's
+    pipelines with the status of their live runs (``run_states``)."""
     from openanomaly.entrypoints.demo_ui import ADMIN, start_ui
 
     folder = Path(tempfile.mkdtemp(prefix="openanomaly-demo-web-"))
     try:
-        process, url, password = start_ui(config, prometheus_url, folder)
+        process, url, password = start_ui(config, prometheus_url, folder, run_states)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -7,6 +7,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ import yaml
 from openanomaly.bootstrap import build_store, build_user_store, free_port, password_hasher
 from openanomaly.config import AppConfig
 from openanomaly.domain.errors import ConfigError
+from openanomaly.domain.run_state import RunState
 from openanomaly.services.accounts import create_user
 from openanomaly.services.pipeline_admin import apply_pipelines
 
@@ -22,7 +24,7 @@ ADMIN = "admin"
 
 
 def start_ui(demo: AppConfig, prometheus_url: str, folder: Path,
-             ) -> tuple[subprocess.Popen[str], str, str]:
+             run_states: Sequence[RunState] = ()) -> tuple[subprocess.Popen[str], str, str]:
     """Start `openanomaly api` on the demo's pipelines; returns the process, its URL and
     the admin's password (made up now, printed once, never stored in clear)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -34,7 +36,10 @@ def start_ui(demo: AppConfig, prometheus_url: str, folder: Path,
         "logging": {"level": "WARNING"},
     }
     ui = AppConfig.model_validate(settings)
-    apply_pipelines(build_store(ui), demo.pipelines)
+    store = build_store(ui)
+    apply_pipelines(store, demo.pipelines)
+    for state in run_states:
+        store.record_run(state)
     password = secrets.token_urlsafe(12)
     create_user(build_user_store(ui), password_hasher(), ADMIN, "admin", password)
     config_file = folder / "api.yaml"

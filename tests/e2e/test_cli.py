@@ -177,6 +177,10 @@ def test_demo_detects_every_injected_anomaly_and_keeps_a_web_ui_running(tmp_path
             assert signed.status_code == 200, signed.text
             names = [p["name"] for p in browser.get("/api/pipelines").json()]
             assert names == ["http-requests", "infrastructure"]
+            # The live slot each demo pipeline ran shows as its status.
+            for name in names:
+                status = browser.get(f"/api/pipelines/{name}/status").json()
+                assert status["health"] == "ok" and status["last_run"]["series"] > 0, status
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
         assert process.returncode == 0, process.stderr.read()

@@ -37,15 +37,17 @@ def test_the_list_shows_status_last_anomaly_and_a_score_sparkline(
     rows = {name: row for row, name in re.findall(
         r'(<tr>\s*<td><a href="/pipelines/([^"]+)">.*?</tr>)', page, flags=re.S)}
     assert set(rows) == {"spiky", "broken", "idle"}
-    assert 'class="health ok"' in rows["spiky"] and "(score " in rows["spiky"]
+    assert 'class="health ok"' in rows["spiky"] and "ago</time>, " in rows["spiky"]
     assert 'class="health failing"' in rows["broken"] and "parse error" in rows["broken"]
-    assert 'class="health disabled"' in rows["idle"] and "none" in rows["idle"]
+    assert 'class="health disabled"' in rows["idle"] and "—" in rows["idle"]
     assert 'hx-get="/pipelines/spiky/sparkline"' in rows["spiky"]
 
     spark = browser.get("/pipelines/spiky/sparkline").content.decode()
     bars = re.findall(r'<rect x="([0-9.]+)" y="([0-9.]+)"[^>]*?( class="alarm")?/>', spark)
     assert bars and all(0 <= float(x) <= 160 and 0 <= float(y) <= 32 for x, y, _ in bars)
     assert any(alarm for _, _, alarm in bars), "the spike crossed the threshold"
+    assert re.search(r'class="last-anomaly"><time [^>]+>[^<]+ ago</time> \(score [0-9.]+\)',
+                     spark), spark
     assert "no scores written" in browser.get("/pipelines/idle/sparkline").content.decode()
     assert browser.get("/pipelines/nope/sparkline").status_code == 200  # a fragment says why
 

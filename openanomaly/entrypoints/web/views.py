@@ -92,8 +92,9 @@ def logout(request: HttpRequest) -> HttpResponse:
 
 @signed_in(Role.viewer)
 def pipeline_list(request: HttpRequest) -> HttpResponse:
-    """Every pipeline with its health, last run and last anomaly (from the run states the
-    runs leave in the store); each row's score sparkline loads on its own."""
+    """Every pipeline with its health and last run (from the run states the runs leave in
+    the store); each row's last anomaly and score sparkline load on their own, from the
+    time series database."""
     store = state.current().store
     states = store.run_states()
     rows = []
@@ -102,16 +103,15 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
         rows.append({
             "stored": stored, "last": last,
             "health": health(stored.spec.enabled, last),
-            "finished": _when(last.finished_ms if last else None),
-            "anomaly": _when(last.last_anomaly_ms if last else None)})
+            "finished": _when(last.finished_ms if last else None)})
     return render(request, "openanomaly/pipelines.html", {
         "user": request.user_record, "rows": rows})
 
 
 @signed_in(Role.viewer)
 def pipeline_sparkline(request: HttpRequest, name: str) -> HttpResponse:
-    """The highest anomaly score of the pipeline's series over the last day, as an inline
-    SVG (a fragment the list page loads with htmx)."""
+    """The pipeline's last anomaly and the highest anomaly score of its series over the
+    last day, as an inline SVG (a fragment the list page loads with htmx)."""
     context = state.current()
     try:
         spec = context.store.get_pipeline(name)
@@ -142,8 +142,12 @@ def sparkline(peaks: Series | None, start_ms: int, end_ms: int, threshold: float
              "y": y(v), "height": round(height - y(v), 1), "alarm": v > threshold}
             for t, v in zip(times.tolist(), peaks.values.tolist(), strict=True)
             if math.isfinite(v)]
+    above = [(t, v) for t, v in zip(times.tolist(), peaks.values.tolist(), strict=True)
+             if v > threshold]
     return {"bars": bars, "bar_width": round(bar, 1), "width": width, "height": height,
-            "threshold_y": y(threshold), "peak": float(np.nanmax(peaks.values))}
+            "threshold_y": y(threshold), "peak": float(np.nanmax(peaks.values)),
+            "last_anomaly": _when(above[-1][0]) if above else None,
+            "last_anomaly_score": above[-1][1] if above else None}
 
 
 def _when(ms: int | None) -> datetime | None:
