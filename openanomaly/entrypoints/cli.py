@@ -25,6 +25,7 @@ from openanomaly.bootstrap import (
 )
 from openanomaly.config import CONFIG_ENV, AppConfig, load_config, load_pipelines_file
 from openanomaly.domain.errors import ConfigError, OpenAnomalyError
+from openanomaly.domain.redaction import redact
 from openanomaly.domain.store import Role
 from openanomaly.domain.timeutil import format_duration, from_ms, parse_time
 from openanomaly.entrypoints.logging_setup import setup_logging
@@ -46,10 +47,10 @@ def _friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(2)
         except OpenAnomalyError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact(str(exc))}", err=True)
             sys.exit(1)
     return wrapper  # type: ignore[return-value]
 
@@ -105,7 +106,7 @@ def check_config(ctx: click.Context, connect: bool) -> None:
     config = _config(ctx)
     check_models_installed(config)
     click.echo(f"{ctx.obj['config_path']}: OK")
-    click.echo(f"prometheus: {config.prometheus.url}")
+    click.echo(f"prometheus: {redact(config.prometheus.url)}")
     click.echo(f"models: {', '.join(sorted(config.models))}")
     click.echo(f"pipelines: {len(config.pipelines)}")
     for spec in config.pipelines:
@@ -401,7 +402,7 @@ def status(ctx: click.Context) -> None:
     try:
         report(config, click.echo)
     except redis.RedisError as exc:
-        click.echo(f"error: cannot read Redis at {config.redis.url}: {exc}", err=True)
+        click.echo(redact(f"error: cannot read Redis at {config.redis.url}: {exc}"), err=True)
         sys.exit(1)
 
 

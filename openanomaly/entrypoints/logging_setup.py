@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from openanomaly.domain.redaction import redact
+
 # Attributes every LogRecord has; anything else was passed with extra= and is a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -22,7 +24,9 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
     if record.exc_info:
         fields["error"] = logging.Formatter().formatException(record.exc_info)
-    return fields
+    # Whatever a message or field quotes (a URL, an exception's text) leaves without secrets.
+    return {key: redact(value) if isinstance(value, str) else value
+            for key, value in fields.items()}
 
 
 class LogfmtFormatter(logging.Formatter):

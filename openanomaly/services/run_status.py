@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from openanomaly.domain.redaction import redact
 from openanomaly.domain.run_state import RunState, after_failure, after_success
 from openanomaly.ports import RunLog
 from openanomaly.services.runs import RunResult
@@ -28,7 +29,7 @@ def recorded(run_log: RunLog | None, pipeline: str, slot_ms: int,
     try:
         result = run()
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = redact(f"{type(exc).__name__}: {exc}")
         _record(run_log, pipeline, lambda previous: after_failure(
             previous, pipeline, slot_ms, clock(), time.monotonic() - started, error))
         raise

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
+from openanomaly.domain.redaction import redact
 from openanomaly.domain.slots import SlotStatus
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class RedisSlotLedger:
     def record_error(self, pipeline: str, slot_ms: int, error: BaseException) -> None:
         fields: dict[FieldT, EncodableT] = {
             "slot": str(slot_ms), "kind": type(error).__name__,
-            "error": str(error)[:2000], "at": str(int(time.time() * 1000))}
+            "error": redact(str(error))[:2000], "at": str(int(time.time() * 1000))}
         self.client.hset(self._key(pipeline, "error"), mapping=fields)
 
     def last_error(self, pipeline: str) -> dict[str, str] | None:
