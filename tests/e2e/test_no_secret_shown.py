@@ -3,6 +3,8 @@ what the slot ledger and the run states keep, not in `status`."""
 
 from __future__ import annotations
 
+import pytest
+
 from openanomaly.adapters.config.sqlite_store import SqliteStore
 from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 from openanomaly.adapters.tsdb.local_prometheus import free_port
@@ -46,8 +48,6 @@ def test_errors_kept_for_status_are_masked(tmp_path, redis_server):  # noqa: F81
     def fails():
         raise failure
 
-    try:
+    with pytest.raises(ModelError):
         recorded(store, "p", 60_000, fails)
-    except ModelError:
-        pass
     assert SECRET not in store.run_state("p").error
