@@ -30,6 +30,7 @@ from openanomaly.adapters.models.settings import parse_model_settings as parse_m
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
 from openanomaly.domain.errors import ConfigError
 from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.yaml_safety import load_yaml
 
 CONFIG_ENV = "OPENANOMALY_CONFIG_FILE"
 OVERRIDE_PREFIX = "OPENANOMALY__"
@@ -333,7 +334,7 @@ def _read_yaml(file: Path, required: bool) -> Any:
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
     try:
-        return yaml.safe_load(text) or {}
+        return load_yaml(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -376,4 +377,4 @@ def _apply_overrides(raw: dict[str, Any], env: dict[str, str]) -> None:
                 child = {}
                 node[key] = child
             node = child
-        node[keys[-1]] = yaml.safe_load(text) if text else text
+        node[keys[-1]] = load_yaml(text) if text else text

@@ -31,6 +31,7 @@ from openanomaly.services.nab_replay import (
     replay,
     replay_file,
 )
+from openanomaly.yaml_safety import load_yaml
 
 
 def load_scoring(path: Path | None) -> ScoringSpec:
@@ -38,7 +39,7 @@ def load_scoring(path: Path | None) -> ScoringSpec:
     if path is None:
         return ScoringSpec()
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read pipeline options: {exc}") from None
     try:
@@ -177,7 +178,7 @@ def load_configurations(
 ) -> tuple[list[Configuration], dict[str, ModelSettings]]:
     """The configurations file: ``models`` (added to ``models``) and ``configurations``."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
         extra = {name: parse_model_settings(body)
                  for name, body in (raw.get("models") or {}).items()}
         all_models = {**models, **extra}

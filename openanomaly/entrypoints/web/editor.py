@@ -11,6 +11,7 @@ from django.http import QueryDict
 from pydantic import ValidationError
 
 from openanomaly.domain.pipeline import Direction, PipelineSpec
+from openanomaly.yaml_safety import load_yaml
 
 FORM = "form"
 YAML = "yaml"
@@ -21,7 +22,7 @@ DIRECTIONS = [str(direction) for direction in Direction]
 
 def parse_document(text: str) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"malformed YAML: {exc}") from None
     if raw is None:
