@@ -34,9 +34,15 @@ def load_corpus(root: str | Path) -> list[NabFile]:
         raise ConfigError(f"{folder}: no labels/combined_windows.json; point --data at a NAB "
                           "folder holding data/ and labels/")
     windows = json.loads(labels_path.read_text())
+    data = (folder / "data").resolve()
     files = []
     for name in sorted(windows):
         path = folder / "data" / name
+        # A label key names a file under data/; "../" or an absolute path would read
+        # whatever the labels point at.
+        if not path.resolve().is_relative_to(data):
+            raise ConfigError(f"{labels_path}: label key {name!r} points outside {data}; "
+                              "keys are paths relative to data/")
         if not path.is_file():
             raise ConfigError(f"{path}: listed in the labels but missing")
         with path.open(newline="") as handle:
