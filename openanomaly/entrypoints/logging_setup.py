@@ -52,5 +52,7 @@ def setup_logging(level: str = "INFO", fmt: str = "logfmt") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Progress of long work shows whatever the level: it is the command's own output.
+    logging.getLogger("openanomaly.entrypoints.progress").setLevel(logging.INFO)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -199,3 +199,14 @@ def test_run_refuses_a_config_meant_for_celery(tmp_path):
     done = openanomaly("run", config=config)
     assert done.returncode == 2
     assert "start `openanomaly beat` and `openanomaly worker`" in done.stderr
+
+
+def test_backfill_off_a_terminal_logs_its_progress(tmp_path, prometheus, prom_client, unique):
+    metric = unique("e2e_backfill")
+    prom_client.write([recent_history(metric, minutes=20)])
+    config = write_config(tmp_path, valid_config(prometheus.url, metric))
+    done = openanomaly("backfill", "quick", "--from", "now-5m", "--to", "now", config=config)
+    assert done.returncode == 0, done.stderr
+    finished = [line for line in done.stderr.splitlines() if "backfill quick: finished" in line]
+    assert len(finished) == 1 and "done=" in finished[0] and "rate_per_s=" in finished[0], \
+        done.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -21,6 +20,7 @@ from openanomaly.config import ModelSettings, parse_model_settings
 from openanomaly.domain.errors import ConfigError
 from openanomaly.domain.nab_scoring import PROFILES, ProfileResult, evaluate
 from openanomaly.domain.pipeline import ScoringSpec
+from openanomaly.entrypoints.progress import Progress
 from openanomaly.ports import ModelEngine
 from openanomaly.services.nab_replay import (
     BASELINE,
@@ -66,20 +66,17 @@ def replay_corpus(items: list[ReplayInput], models: dict[str, ModelSettings],
                   scoring: ScoringSpec, model: str, horizon: int, context: int,
                   jobs: int) -> list[Replayed]:
     """Replay every file, in ``jobs`` processes (each loads the model once)."""
-    from tqdm import tqdm
-
-    with tqdm(total=len(items), unit="file", desc="replay", file=sys.stderr,
-              disable=None) as bar:
+    with Progress("replay", "file", total=len(items)) as progress:
         if jobs <= 1:
             return replay(items, scoring, benchmark_engine(models), model, horizon, context,
-                          progress=lambda done, _total: bar.update(done - bar.n))
+                          progress=progress.update_to)
         done: dict[int, Replayed] = {}
         with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=(models,)) as pool:
             futures = {pool.submit(_replay_one, item, scoring, model, horizon, context): i
                        for i, item in enumerate(items)}
             for future in as_completed(futures):
                 done[futures[future]] = future.result()
-                bar.update(1)
+                progress.advance()
         return [done[i] for i in range(len(items))]
 
 
