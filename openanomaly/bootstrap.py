@@ -27,6 +27,7 @@ from openanomaly.adapters.models.local_engine import LocalModelEngine
 from openanomaly.adapters.models.registry import check_available
 from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
+from openanomaly.adapters.scheduler.sqlite_ledger import SqliteSlotLedger
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
 from openanomaly.adapters.tsdb.local_prometheus import free_port as free_port
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
@@ -84,9 +85,14 @@ class App:
 
     def scheduler(self) -> Scheduler:
         settings = self.config.scheduler
+        ledger = (SqliteSlotLedger(settings.ledger_path) if settings.ledger_path is not None
+                  else None)
         return EmbeddedScheduler(self.store, max_workers=settings.max_workers,
                                  max_retries=settings.max_retries,
-                                 retry_backoff_max=settings.retry_backoff_max)
+                                 retry_backoff_max=settings.retry_backoff_max,
+                                 ledger=ledger,
+                                 catch_up_horizon_ms=int(settings.catch_up_horizon * 1000),
+                                 retry_window_s=settings.retry_window)
 
     def close(self) -> None:
         _close(self.tsdb)

@@ -52,7 +52,17 @@ class SchedulerSettings(_Section):
     )
     catch_up_horizon: float = Field(
         default=3600.0, gt=0,
-        description="celery: seconds back that missed slots are still run; older ones are counted"
+        description="seconds back that missed slots are still run; older ones are counted"
+    )
+    ledger_path: str | None = Field(
+        default=".openanomaly/embedded-slots.db",
+        description="embedded: SQLite file of completed slots, so an outage or a restart "
+        "is caught up (relative to the working directory); null: no catch-up",
+    )
+    retry_window: float = Field(
+        default=60.0, ge=0,
+        description="embedded: seconds a run keeps retrying a retryable error (at least "
+        "max_retries times), enough to ride out a database restart",
     )
     reconcile_interval: float = Field(
         default=30.0, gt=0, description="celery beat: seconds between syncs of the schedule"

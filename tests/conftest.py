@@ -6,6 +6,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,10 @@ def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
     test = re.sub(r"[^a-zA-Z0-9_]", "_", request.node.name)[:60]
     token = uuid.uuid4().hex[:6]
     return lambda base: f"{base}_{test}_{token}"
+
+
+@pytest.fixture(autouse=True)
+def own_slot_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's `openanomaly run` keeps its completed slots in its own folder, not in
+    the working directory shared by every test."""
+    monkeypatch.setenv("OPENANOMALY__SCHEDULER__LEDGER_PATH", str(tmp_path / "slots.db"))

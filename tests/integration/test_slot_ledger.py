@@ -1,4 +1,5 @@
-"""SlotLedger against a real redis-server."""
+"""The SlotLedger contract against a real redis-server (the Celery deployment) and a
+SQLite file (the embedded service), two handles each as two processes would hold."""
 
 import time
 import uuid
@@ -6,6 +7,7 @@ import uuid
 import pytest
 
 from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
+from openanomaly.adapters.scheduler.sqlite_ledger import SqliteSlotLedger
 from openanomaly.domain.errors import QueryRejected
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
 
@@ -15,12 +17,28 @@ def pipeline():
     return f"p-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(params=["redis", "sqlite"])
+def make_ledger(request, tmp_path):
+    """Opens another handle on one ledger; ``done_window_ms`` as given."""
+    opened = []
+
+    def make(done_window_ms=7 * 86_400_000):
+        if request.param == "redis":
+            server = request.getfixturevalue("redis_server")
+            opened.append(server.client())
+            return RedisSlotLedger(opened[-1], done_window_ms=done_window_ms)
+        ledger = SqliteSlotLedger(tmp_path / "slots.db", done_window_ms=done_window_ms)
+        opened.append(ledger)
+        return ledger
+
+    yield make
+    for handle in opened:
+        handle.close()
+
+
 @pytest.fixture
-def ledgers(redis_server):  # noqa: F811
-    first, second = redis_server.client(), redis_server.client()
-    yield RedisSlotLedger(first), RedisSlotLedger(second)
-    first.close()
-    second.close()
+def ledgers(make_ledger):
+    return make_ledger(), make_ledger()
 
 
 def test_claim_is_exclusive_between_clients(ledgers, pipeline):
@@ -71,9 +89,8 @@ def test_complete_releases_own_claim_and_clears_error(ledgers, pipeline):
         5000, 1, None)
 
 
-def test_done_set_is_trimmed_to_its_window(redis_server, pipeline):  # noqa: F811
-    client = redis_server.client()
-    ledger = RedisSlotLedger(client, done_window_ms=10_000)
+def test_done_set_is_trimmed_to_its_window(make_ledger, pipeline):
+    ledger = make_ledger(done_window_ms=10_000)
     for slot in (0, 5000, 10_000, 15_000):
         assert not ledger.done(pipeline, slot)
         ledger.complete(pipeline, slot)
@@ -84,7 +101,15 @@ def test_done_set_is_trimmed_to_its_window(redis_server, pipeline):  # noqa: F81
     assert not ledger.done(pipeline, 1000)
     assert ledger.last_completed(pipeline) == 15_000
     assert ledger.status(pipeline).completed_in_window == 3
-    client.close()
+
+
+def test_skipped_slots_add_up_and_show_in_the_status(ledgers, pipeline):
+    a, b = ledgers
+    a.record_skipped(pipeline, 3)
+    b.record_skipped(pipeline, 2)
+    a.claim(pipeline, 7000, "worker-a", ttl_ms=10_000)
+    status = b.status(pipeline)
+    assert status.skipped == 5 and status.running == {7000: "worker-a"}
 
 
 def test_prefix_keeps_deployments_apart(redis_server, pipeline):  # noqa: F811

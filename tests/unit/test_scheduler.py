@@ -2,6 +2,7 @@ import threading
 
 from openanomaly.adapters.config.yaml_store import YamlConfigStore
 from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
+from openanomaly.adapters.scheduler.sqlite_ledger import SqliteSlotLedger
 from openanomaly.domain.errors import QueryRejected, TSDBUnavailable
 from openanomaly.domain.pipeline import PipelineSpec
 
@@ -80,7 +81,8 @@ def test_a_slow_run_is_not_started_twice_and_errors_do_not_stop_the_loop():
 
 
 def test_a_run_is_retried_only_while_its_error_says_retrying_can_help():
-    scheduler = EmbeddedScheduler(YamlConfigStore([]), max_retries=3, retry_backoff_max=0.01)
+    scheduler = EmbeddedScheduler(YamlConfigStore([]), max_retries=3, retry_backoff_max=0.01,
+                                  retry_window_s=0)
     spec = PipelineSpec(name="p", query="up")
     for failures, expected_calls in (
             ([TSDBUnavailable("down"), TSDBUnavailable("down")], 3),  # then it succeeds
@@ -95,6 +97,55 @@ def test_a_run_is_retried_only_while_its_error_says_retrying_can_help():
                 raise failures[len(calls) - 1]
             return "ok"
 
-        result = scheduler._guarded(run, spec, 60_000)
+        error = scheduler._guarded(run, spec, 60_000)
         assert len(calls) == expected_calls, failures
-        assert result == ("ok" if expected_calls == 3 else None)
+        assert error is (None if expected_calls == 3 else failures[-1])
+
+
+def with_ledger(specs, clock, ledger, **options):
+    return EmbeddedScheduler(YamlConfigStore(specs), clock=clock, tick_seconds=0.01,
+                             ledger=ledger, **options)
+
+
+def test_with_a_ledger_a_restart_catches_up_every_missed_slot_once(tmp_path):
+    clock = Clock(1_700_000_005_000)
+    spec = PipelineSpec(name="a", query="up", step="1m", schedule="1m")
+    fired = []
+    first = with_ledger([spec], clock, SqliteSlotLedger(tmp_path / "slots.db"))
+    drive(first, lambda s, at: fired.append(at), ticks=10, clock=clock, advance_ms=30_000)
+    assert fired, "ran while up"
+    clock.now += 7 * 60_000  # down (or killed) for seven minutes
+    second = with_ledger([spec], clock, SqliteSlotLedger(tmp_path / "slots.db"))
+    drive(second, lambda s, at: fired.append(at), ticks=3, clock=clock, advance_ms=1_000)
+    assert fired == list(range(fired[0], fired[-1] + 1, 60_000)), "every slot, once, in order"
+    assert fired[-1] + 60_000 >= clock.now - 3_000 - 60_000, "caught up to the latest due slot"
+
+
+def test_a_slot_that_failed_runs_again_before_the_next_one(tmp_path):
+    clock = Clock(1_700_000_000_000)
+    spec = PipelineSpec(name="a", query="up", step="1m", schedule="1m")
+    ledger = SqliteSlotLedger(tmp_path / "slots.db")
+    calls = []
+
+    def run(spec, at):
+        calls.append(at)
+        if len(calls) == 2:
+            raise TSDBUnavailable("prometheus restarting")
+
+    scheduler = with_ledger([spec], clock, ledger, max_retries=0, retry_window_s=0)
+    drive(scheduler, run, ticks=16, clock=clock, advance_ms=15_000)
+    failed = calls[1]
+    assert calls[:4] == [failed - 60_000, failed, failed, failed + 60_000], calls
+    assert ledger.done("a", failed) and ledger.last_error("a") is None
+
+
+def test_slots_older_than_the_horizon_are_counted_not_run(tmp_path):
+    clock = Clock(1_700_000_000_000)
+    spec = PipelineSpec(name="a", query="up", step="1m", schedule="1m")
+    ledger = SqliteSlotLedger(tmp_path / "slots.db")
+    ledger.complete("a", clock.now - 3 * 3_600_000)  # last ran three hours ago
+    fired = []
+    scheduler = with_ledger([spec], clock, ledger, catch_up_horizon_ms=600_000)
+    drive(scheduler, lambda s, at: fired.append(at), ticks=3, clock=clock, advance_ms=1)
+    assert len(fired) in (10, 11) and fired == sorted(fired), "the horizon: 10 minutes"
+    assert ledger.skipped("a") > 150
