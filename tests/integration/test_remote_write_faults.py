@@ -180,3 +180,12 @@ def test_basic_auth_goes_with_reads_and_writes(stub):
         client.query_range("x", 0, 1000, 1000)
     expected = "Basic " + base64.b64encode(b"alice:pw").decode()
     assert [r.headers["Authorization"] for r in stub.seen] == [expected, expected]
+
+
+def test_a_huge_write_answer_is_not_read_past_its_start(stub):
+    megabyte = b" " * (1024 * 1024)
+    stub.stream(200, lambda: iter([megabyte] * 64))
+    with client_for(stub) as client:
+        client.write([SERIES])
+    assert len(stub.seen) == 1
+    assert stub.sent < 32 * len(megabyte), stub.sent  # the rest sat unread and was dropped

@@ -46,8 +46,9 @@ MAX_POINTS_PER_REQUEST = 10_000
 # the default max_series.
 DEFAULT_SERIES_BOUND = 1000
 _RETRYABLE_STATUS = frozenset({429}) | frozenset(range(500, 600))
-# Error answers are only quoted in messages: the start of the body says what went wrong.
-_ERROR_BODY_BYTES = 64 * 1024
+# Error answers (and write answers) are only quoted in messages: the start of the body
+# says what went wrong.
+_QUOTED_BODY_BYTES = 64 * 1024
 _PING_BODY_BYTES = 1024 * 1024
 # Prometheus 2.42 answers 500 for samples older than its out-of-order window, although
 # retrying can never succeed; these texts mark a 5xx write answer as final.
@@ -195,14 +196,12 @@ class PrometheusAdapter(Closing):
 
     def _request(self, method: str, url: str, budget: Budget | None, describe: str,
                  **kwargs: Any) -> _Answer:
-        """One request, its body streamed: a successful answer's within ``budget`` (all of
-        it without one), an error answer's first bytes only."""
+        """One request, its body streamed: a successful answer's within ``budget``; an
+        error answer's, or one without a budget (a write's), first bytes only."""
         try:
             with self._client.stream(method, url, **kwargs) as response:
-                if response.status_code >= 300:
-                    return _Answer(response, _read_start(response, _ERROR_BODY_BYTES))
-                if budget is None:
-                    return _Answer(response, response.read())
+                if response.status_code >= 300 or budget is None:
+                    return _Answer(response, _read_start(response, _QUOTED_BODY_BYTES))
                 return _Answer(response, _read_within(response, budget, describe))
         except httpx.DecodingError as exc:
             raise BadResponse(f"{redact(url)} answered with a body that cannot be decoded as "
