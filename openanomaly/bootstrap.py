@@ -31,6 +31,7 @@ from openanomaly.adapters.scheduler.sqlite_ledger import SqliteSlotLedger
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
 from openanomaly.adapters.tsdb.local_prometheus import free_port as free_port
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
+from openanomaly.adapters.tsdb.tls import tls_context
 from openanomaly.config import AppConfig, load_config
 from openanomaly.domain.errors import ConfigError, MissingExtra
 from openanomaly.domain.pipeline import PipelineSpec
@@ -209,6 +210,12 @@ def check_models_installed(config: AppConfig) -> None:
     """MissingExtra naming every configured model whose optional packages are missing,
     found without importing them (`check-config`)."""
     check_available(config.models)
+
+
+def check_prometheus_tls(config: AppConfig) -> None:
+    """ConfigError when a TLS file of the prometheus settings (CA, client certificate or
+    key) cannot be loaded, found without connecting (`check-config`)."""
+    tls_context(config.prometheus)
 
 
 def bootstrap(

@@ -27,7 +27,7 @@ from openanomaly.adapters.models.settings import EnsembleSettings
 from openanomaly.adapters.models.settings import ModelSettings as ModelSettings
 from openanomaly.adapters.models.settings import default_models as default_models
 from openanomaly.adapters.models.settings import parse_model_settings as parse_model_settings
-from openanomaly.adapters.tsdb.settings import PrometheusSettings
+from openanomaly.adapters.tsdb.settings import DEFAULT_URL, PrometheusSettings
 from openanomaly.domain.errors import ConfigError
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.yaml_safety import load_yaml
@@ -199,6 +199,12 @@ class AppConfig(_Section):
     @property
     def source_files(self) -> tuple[Path, ...]:
         return self._source_files
+
+    @property
+    def defaulted_prometheus_url(self) -> str | None:
+        """The Prometheus URL used because the configuration names none, else None: an
+        empty file still runs, against a database that may not be the intended one."""
+        return None if "url" in self.prometheus.model_fields_set else DEFAULT_URL
 
     @model_validator(mode="after")
     def _complete(self) -> AppConfig:

@@ -29,8 +29,12 @@ from openanomaly.domain.store import ApiToken, Role, StoredPipeline, User
 
 
 class TSDBClient(Protocol):
-    def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
-        """Evaluate PromQL over [start, end] at ``step``; every label kept, gaps left out."""
+    def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int, *,
+                    max_series: int | None = None) -> list[Series]:
+        """Evaluate PromQL over [start, end] at ``step``; every label kept, gaps left out.
+
+        ``max_series`` bounds what the caller accepts, so an adapter can refuse an answer
+        too large for it (ResponseTooLarge) before holding it in memory."""
         ...
 
     def write(self, series: Sequence[Series]) -> None:
@@ -42,9 +46,10 @@ class TSDBClient(Protocol):
         ...
 
     def read_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
-                     step_ms: int) -> list[Series]:
+                     step_ms: int, *, max_series: int | None = None) -> list[Series]:
         """The samples of ``metric`` (full name) that ``pipeline`` wrote, on the step grid
-        of [start, end]; labels without ``__name__`` may be kept or not."""
+        of [start, end]; labels without ``__name__`` may be kept or not. ``max_series``
+        as for query_range."""
         ...
 
     def peak_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
@@ -54,11 +59,12 @@ class TSDBClient(Protocol):
         ...
 
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
-                    quantile_window_ms: int, peak_window_ms: int | None,
-                    ) -> list[StoredScoreStats]:
+                    quantile_window_ms: int, peak_window_ms: int | None, *,
+                    max_series: int | None = None) -> list[StoredScoreStats]:
         """Per series of ``metric`` written by ``pipeline``: the ``quantile`` of its samples
         in (at - quantile_window, at] and their maximum in (at - peak_window, at] (NaN
-        without a peak window), computed by the database."""
+        without a peak window), computed by the database. ``max_series`` as for
+        query_range."""
         ...
 
 

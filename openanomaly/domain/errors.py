@@ -46,6 +46,20 @@ class WriteRejected(TSDBError):
     retryable = False
 
 
+class BadResponse(TSDBError):
+    """The database answered with something that is not a valid API response (not JSON,
+    missing fields, non-numeric samples); the same request gets the same answer."""
+
+    retryable = False
+
+
+class ResponseTooLarge(TSDBError):
+    """An answer is larger than the configured byte limit; it is refused before it is
+    decoded, so a query that matches too much cannot exhaust the memory."""
+
+    retryable = False
+
+
 class ModelError(OpenAnomalyError):
     """A model could not be found, loaded or run."""
 

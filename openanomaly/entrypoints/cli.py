@@ -21,6 +21,7 @@ from openanomaly.bootstrap import (
     build_store,
     build_user_store,
     check_models_installed,
+    check_prometheus_tls,
     password_hasher,
 )
 from openanomaly.config import CONFIG_ENV, AppConfig, load_config, load_pipelines_file
@@ -32,6 +33,7 @@ from openanomaly.entrypoints.logging_setup import setup_logging
 from openanomaly.entrypoints.progress import backfill_with_bar
 from openanomaly.services.accounts import create_user, issue_token
 from openanomaly.services.pipeline_admin import apply_pipelines, check_models, export_document
+from openanomaly.services.query_check import check_queries
 
 log = logging.getLogger("openanomaly.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,13 +100,20 @@ def cli(ctx: click.Context, config_path: Path, log_level: str | None) -> None:
 
 
 @cli.command("check-config")
-@click.option("--connect", is_flag=True, help="Also check that Prometheus answers.")
+@click.option("--connect", is_flag=True,
+              help="Also check that Prometheus answers and evaluate each pipeline's query "
+              "once (exit 1 when one fails).")
 @click.pass_context
 @_friendly_errors
 def check_config(ctx: click.Context, connect: bool) -> None:
     """Validate the configuration file and list its pipelines."""
     config = _config(ctx)
     check_models_installed(config)
+    check_prometheus_tls(config)
+    default_url = config.defaulted_prometheus_url
+    if default_url is not None:
+        click.echo(f"warning: {ctx.obj['config_path']} sets no prometheus.url; using the "
+                   f"default {default_url}", err=True)
     click.echo(f"{ctx.obj['config_path']}: OK")
     click.echo(f"prometheus: {redact(config.prometheus.url)}")
     click.echo(f"models: {', '.join(sorted(config.models))}")
@@ -117,12 +126,33 @@ def check_config(ctx: click.Context, connect: bool) -> None:
             f"horizon={format_duration(spec.horizon)} schedule={spec.schedule_spec}"
         )
     if connect:
-        app = bootstrap(config)
-        try:
-            app.tsdb.ping()
-        finally:
-            app.close()
+        _check_connection(config)
+
+
+def _check_connection(config: AppConfig) -> None:
+    """Ping Prometheus, then evaluate every pipeline's query once, as a run would."""
+    app = bootstrap(config)
+    try:
+        app.tsdb.ping()
         click.echo("prometheus: reachable")
+        now = _now_ms()
+        checks = check_queries(app.store.list_pipelines(), app.tsdb, now)
+    finally:
+        app.close()
+    click.echo(f"queries at {from_ms(now).isoformat()}:")
+    for check in checks:
+        if check.error is not None:
+            click.echo(f"  {check.pipeline}: error: {check.error}")
+        elif check.empty:
+            click.echo(f"  {check.pipeline}: warning: no series now; its runs find no data "
+                       "until the query returns some")
+        else:
+            click.echo(f"  {check.pipeline}: {check.series} series")
+    failed = [check.pipeline for check in checks if check.error is not None]
+    if failed:
+        click.echo(f"error: the query of {len(failed)} of {len(checks)} pipeline(s) failed: "
+                   f"{', '.join(failed)}", err=True)
+        sys.exit(1)
 
 
 @cli.command()

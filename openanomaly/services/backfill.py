@@ -50,7 +50,8 @@ def stored_raw_scores(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[st
     step = spec.step_ms
     start, end = first_window_ms - points * step, first_window_ms - step
     find = row_of(labels)
-    for found in tsdb.read_written(spec.output.prefix + RAW_SCORE, spec.name, start, end, step):
+    for found in tsdb.read_written(spec.output.prefix + RAW_SCORE, spec.name, start, end, step,
+                                   max_series=spec.max_series):
         row = find(found.labels)
         if row is not None:
             past[row, (found.timestamps_ms - start) // step] = found.values

@@ -118,7 +118,7 @@ def history(spec: PipelineSpec, start_ms: int, end_ms: int, tsdb: TSDBClient) ->
     for metric in (YHAT, YHAT_LOWER, YHAT_UPPER, ANOMALY_SCORE):
         grid = np.full((batch.n_series, points), np.nan)
         for found in tsdb.read_written(spec.output.prefix + metric, spec.name, start_ms, end_ms,
-                                       spec.step_ms):
+                                       spec.step_ms, max_series=spec.max_series):
             row = find(found.labels)
             if row is not None:
                 columns = (found.timestamps_ms - int(batch.timestamps_ms[0])) // spec.step_ms

@@ -67,7 +67,8 @@ class CheckOutput:
 
 def fetch(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms: int) -> SeriesBatch:
     """Query [start, end] on the pipeline's step grid; refuse more than max_series series."""
-    found = tsdb.query_range(spec.query, start_ms, end_ms, spec.step_ms)
+    found = tsdb.query_range(spec.query, start_ms, end_ms, spec.step_ms,
+                             max_series=spec.max_series)
     if len(found) > spec.max_series:
         raise TooManySeries(
             f"pipeline {spec.name!r}: the query returned {len(found)} series, more than "
@@ -102,7 +103,8 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
     for stats in tsdb.score_stats(
             spec.output.prefix + RAW_SCORE, spec.name, before_ms - 1,
             scoring.calibration_quantile, round(scoring.calibration_window * 1000),
-            round(suppression * 1000) if suppression is not None else None):
+            round(suppression * 1000) if suppression is not None else None,
+            max_series=spec.max_series):
         i = find(stats.labels)
         if i is not None:
             quantile[i], peak[i] = stats.quantile, stats.peak
@@ -272,7 +274,7 @@ def recent_anomalies(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms
     """Points the pipeline scored above its threshold in [start, end], newest first."""
     found: list[Anomaly] = []
     for series in tsdb.read_written(spec.output.prefix + ANOMALY_SCORE, spec.name, start_ms,
-                                    end_ms, spec.step_ms):
+                                    end_ms, spec.step_ms, max_series=spec.max_series):
         above = np.flatnonzero(np.nan_to_num(series.values, nan=-np.inf) > spec.scoring.threshold)
         labels = {k: v for k, v in series.labels.items() if k != "__name__"}
         found += [Anomaly(labels, int(series.timestamps_ms[i]), float(series.values[i]))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from openanomaly.domain.series import Series
+from tests.http_stub import serve_stub
 
 CLI = [sys.executable, "-m", "openanomaly.entrypoints.cli"]
 
@@ -111,6 +112,66 @@ def test_config_from_environment_variable_and_overrides(tmp_path):
                                             "OPENANOMALY__PROMETHEUS__URL": "http://other:9090"})
     assert done.returncode == 0, done.stderr
     assert "prometheus: http://other:9090" in done.stdout
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("http://host:9090:99", "Invalid port: '9090:99'"),
+    ("http://host:70000", "port 70000 is not between 1 and 65535"),
+    ("http://:9090", "it has no host"),
+])
+def test_check_config_refuses_invalid_urls(tmp_path, url, expected):
+    done = openanomaly("check-config", config=write_config(tmp_path, valid_config(url, "up")))
+    assert done.returncode == 2, done.stdout
+    assert f"prometheus.url: invalid URL '{url}': {expected}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("text", ["", "pipelines: []\n", "prometheus:\n  timeout: 5\n"])
+def test_check_config_warns_when_no_prometheus_url_is_set(tmp_path, text):
+    done = openanomaly("check-config", config=write_config(tmp_path, text))
+    assert done.returncode == 0, done.stderr
+    assert ("sets no prometheus.url; using the default http://localhost:9090"
+            in done.stderr)
+    assert "prometheus: http://localhost:9090" in done.stdout
+
+
+def test_check_config_connect_evaluates_each_pipeline_query(tmp_path, prometheus, prom_client,
+                                                            unique):
+    metric = unique("checked")
+    prom_client.write([recent_history(metric, minutes=2)])
+    pipelines = {"present": metric, "absent": unique("absent"), "broken": f"rate({metric}[5m]"}
+    text = f"prometheus:\n  url: {prometheus.url}\npipelines:\n" + "".join(
+        f"  - {{name: {name}, query: '{query}', model: seasonal_naive, step: 5s, "
+        f"context: 10m, schedule: 5s}}\n" for name, query in pipelines.items())
+    config = write_config(tmp_path, text)
+
+    done = openanomaly("check-config", "--connect", config=config)
+
+    assert done.returncode == 1, done.stderr
+    assert "prometheus: reachable" in done.stdout
+    assert "  present: 1 series" in done.stdout
+    assert "  absent: warning: no series now" in done.stdout
+    assert re.search(r"  broken: error: .*rejected the query .*parse error", done.stdout)
+    assert "the query of 1 of 3 pipeline(s) failed: broken" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    config.write_text(text.split("  - {name: broken")[0])
+    done = openanomaly("check-config", "--connect", config=config)
+    assert done.returncode == 0, done.stderr
+    assert "  absent: warning: no series now" in done.stdout
+
+
+def test_run_once_reports_a_malformed_answer_without_a_traceback(tmp_path):
+    with serve_stub() as stub:
+        stub.answer(200, '{"status":"success","data":{"resultType":"matrix","result":'
+                         '[{"metric":{"job":"a"},"values":[[1,"not-a-number"]]}]}}')
+        done = openanomaly("run-once", "quick",
+                           config=write_config(tmp_path, valid_config(stub.url, "up")))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "a sample's value is not a number" in done.stderr
+    assert '"not-a-number"' in done.stderr
+    assert len(stub.seen) == 1  # not retried: the same query gets the same answer
 
 
 def test_run_once_writes_scores(tmp_path, prometheus, prom_client, unique):

@@ -130,17 +130,18 @@ class RecordingTSDB:
         self.reader = reader
         self.written: list[Series] = []
 
-    def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
-        return self.reader.query_range(query, start_ms, end_ms, step_ms)
+    def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int, *,
+                    max_series: int | None = None) -> list[Series]:
+        return self.reader.query_range(query, start_ms, end_ms, step_ms, max_series=max_series)
 
-    def read_written(self, *args: Any) -> list[Series]:
-        return self.reader.read_written(*args)
+    def read_written(self, *args: Any, **kwargs: Any) -> list[Series]:
+        return self.reader.read_written(*args, **kwargs)
 
     def peak_written(self, *args: Any) -> Series | None:
         return self.reader.peak_written(*args)
 
-    def score_stats(self, *args: Any) -> list[StoredScoreStats]:
-        return self.reader.score_stats(*args)
+    def score_stats(self, *args: Any, **kwargs: Any) -> list[StoredScoreStats]:
+        return self.reader.score_stats(*args, **kwargs)
 
     def ping(self) -> None:
         self.reader.ping()

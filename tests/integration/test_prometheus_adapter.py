@@ -15,6 +15,7 @@ from openanomaly.adapters.tsdb.settings import PrometheusSettings
 from openanomaly.domain.errors import (
     DuplicateSamples,
     QueryRejected,
+    ResponseTooLarge,
     TSDBUnavailable,
     WriteRejected,
 )
@@ -115,6 +116,20 @@ def test_gaps_stay_gaps_and_nan_comes_back_as_nan(prom_client, unique):
     assert not hole.any()  # no zero-filled or repeated steps inside the hole
     assert math.isnan(series.values[series.timestamps_ms == written[5]][0])
     assert 0.0 not in series.values[1:]
+
+
+def test_an_answer_larger_than_max_series_allows_is_refused(prom_client, unique):
+    metric = unique("wide")
+    at = minute_now() - 10 * MINUTE
+    prom_client.write([Series.of({"__name__": metric, "i": str(i), "pad": "x" * 200}, [at],
+                                 [float(i)]) for i in range(1000)])
+
+    with pytest.raises(ResponseTooLarge) as caught:
+        prom_client.query_range(metric, at, at, MINUTE, max_series=10)
+    assert "max_series=10 series of 1 point(s)" in str(caught.value)
+    assert not caught.value.retryable
+
+    assert len(prom_client.query_range(metric, at, at, MINUTE, max_series=1000)) == 1000
 
 
 def test_query_rejected_by_prometheus_carries_its_parse_error(prom_client):

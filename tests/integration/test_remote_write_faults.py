@@ -5,11 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -27,61 +23,15 @@ from openanomaly.domain.errors import (
     WriteRejected,
 )
 from openanomaly.domain.series import Series
+from tests.http_stub import Stub, serve_stub
 
 LOGGER = "openanomaly.adapters.tsdb.prometheus"
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Stub:
-    """Answers each request with the next scripted (status, headers, body); 204 when done."""
-
-    url: str = ""
-    script: deque[tuple[int, dict[str, str], bytes]] = field(default_factory=deque)
-    seen: list[Seen] = field(default_factory=list)
-
-    def answer(self, status: int, body: str | bytes = b"", **headers: str) -> Stub:
-        data = body.encode() if isinstance(body, str) else body
-        self.script.append((status, {k.replace("_", "-"): v for k, v in headers.items()}, data))
-        return self
-
-
 @pytest.fixture
 def stub() -> Iterator[Stub]:
-    state = Stub()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state.seen.append(Seen(self.command, self.path, dict(self.headers), body))
-            status, headers, data = state.script.popleft() if state.script else (204, {}, b"")
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # keep test output clean
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_stub() as state:
+        yield state
 
 
 def client_for(stub: Stub, **settings) -> PrometheusAdapter:
@@ -230,3 +180,12 @@ def test_basic_auth_goes_with_reads_and_writes(stub):
         client.query_range("x", 0, 1000, 1000)
     expected = "Basic " + base64.b64encode(b"alice:pw").decode()
     assert [r.headers["Authorization"] for r in stub.seen] == [expected, expected]
+
+
+def test_a_huge_write_answer_is_not_read_past_its_start(stub):
+    megabyte = b" " * (1024 * 1024)
+    stub.stream(200, lambda: iter([megabyte] * 64))
+    with client_for(stub) as client:
+        client.write([SERIES])
+    assert len(stub.seen) == 1
+    assert stub.sent < 32 * len(megabyte), stub.sent  # the rest sat unread and was dropped

@@ -25,10 +25,13 @@ class FakeTSDB:
         self.written: dict[tuple[tuple[str, str], ...], dict[int, float]] = {}
         self.write_calls = 0
         self.queries: list[tuple[str, int, int, int]] = []
+        self.series_bounds: list[int | None] = []  # the max_series each read was given
         self.read_backs: list[tuple[str, str, str]] = []  # (method, metric, pipeline)
 
-    def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
+    def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int, *,
+                    max_series: int | None = None) -> list[Series]:
         self.queries.append((query, start_ms, end_ms, step_ms))
+        self.series_bounds.append(max_series)
         steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         out = []
         for series in self.source:
@@ -73,8 +76,9 @@ class FakeTSDB:
         return None
 
     def read_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
-                     step_ms: int) -> list[Series]:
+                     step_ms: int, *, max_series: int | None = None) -> list[Series]:
         self.read_backs.append(("read_written", metric, pipeline))
+        self.series_bounds.append(max_series)
         return self._written_in(metric, pipeline, start_ms - 1, end_ms)
 
     def peak_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
@@ -94,11 +98,12 @@ class FakeTSDB:
         return Series({}, grid[keep], peaks[keep])
 
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
-                    quantile_window_ms: int, peak_window_ms: int | None,
-                    ) -> list[StoredScoreStats]:
+                    quantile_window_ms: int, peak_window_ms: int | None, *,
+                    max_series: int | None = None) -> list[StoredScoreStats]:
         """As Prometheus' quantile_over_time and max_over_time compute them: over the
         samples in (at - window, at]."""
         self.read_backs.append(("score_stats", metric, pipeline))
+        self.series_bounds.append(max_series)
         def over(window_ms: int | None) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
             if window_ms is None:
                 return {}

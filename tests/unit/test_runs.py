@@ -92,6 +92,14 @@ def test_too_many_series_is_an_error_and_writes_nothing():
     assert tsdb.write_calls == 0
 
 
+def test_every_read_of_a_run_tells_the_database_its_max_series():
+    # The adapter derives the largest answer it reads from it, before decoding any.
+    tsdb = FakeTSDB([periodic({"i": "1"})])
+    run_anomaly_check(spec(max_series=7), T0 + (N - 1) * STEP, tsdb, ENGINE)
+    assert {kind for kind, _, _ in tsdb.read_backs} == {"score_stats"}
+    assert len(tsdb.series_bounds) == 2 and set(tsdb.series_bounds) == {7}
+
+
 def test_all_nan_series_is_skipped_and_others_still_scored():
     dead = Series.of({"__name__": "m", "i": "dead"}, T0 + np.arange(N) * STEP, np.full(N, np.nan))
     tsdb = FakeTSDB([dead, periodic({"i": "live"})])

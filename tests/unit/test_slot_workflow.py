@@ -60,7 +60,7 @@ def test_the_claim_of_a_dead_worker_expires(world):
 
 
 class DownTSDB(FakeTSDB):
-    def query_range(self, query, start_ms, end_ms, step_ms):
+    def query_range(self, query, start_ms, end_ms, step_ms, *, max_series=None):
         raise TSDBUnavailable("cannot reach the database")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import ssl
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,24 +15,41 @@ import numpy as np
 
 from openanomaly import __version__
 from openanomaly.adapters.http_retry import Closing, full_jitter, retry_after
+from openanomaly.adapters.tsdb.answers import (
+    Budget,
+    RawSeries,
+    decode_matrix,
+    excerpt,
+    query_budget,
+)
 from openanomaly.adapters.tsdb.remote_write import chunk_series, encode_write_request
 from openanomaly.adapters.tsdb.settings import PrometheusSettings
+from openanomaly.adapters.tsdb.tls import tls_context
 from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.errors import (
+    BadResponse,
     DuplicateSamples,
     QueryRejected,
+    ResponseTooLarge,
     TSDBError,
     TSDBUnavailable,
     WriteRejected,
 )
+from openanomaly.domain.redaction import redact
 from openanomaly.domain.series import Series
 
 logger = logging.getLogger(__name__)
 
 # Prometheus refuses more than 11,000 points per series in one query; stay well below.
 MAX_POINTS_PER_REQUEST = 10_000
+# Reads that name no series bound (the demo, tools) get the budget of a pipeline with
+# the default max_series.
+DEFAULT_SERIES_BOUND = 1000
 _RETRYABLE_STATUS = frozenset({429}) | frozenset(range(500, 600))
-_BODY_EXCERPT = 500
+# Error answers (and write answers) are only quoted in messages: the start of the body
+# says what went wrong.
+_QUOTED_BODY_BYTES = 64 * 1024
+_PING_BODY_BYTES = 1024 * 1024
 # Prometheus 2.42 answers 500 for samples older than its out-of-order window, although
 # retrying can never succeed; these texts mark a 5xx write answer as final.
 _FINAL_WRITE_ERRORS = ("too old sample", "out of bounds", "out of order sample")
@@ -60,19 +77,53 @@ def _seconds_range(ms: int) -> str:
     return f"{max(1, round(ms / 1000))}s"
 
 
-def _redacted(url: str | httpx.URL) -> str:
-    """The URL without user info or query string, safe to log and to put in errors."""
-    parsed = httpx.URL(str(url))
-    return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
+@dataclass(frozen=True)
+class _Answer:
+    """A response whose body was read (within a byte limit) and whose stream is closed."""
+
+    response: httpx.Response  # status and headers only: the body is ``body``
+    body: bytes
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
 
 
-def _excerpt(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _BODY_EXCERPT else text[:_BODY_EXCERPT] + "..."
+def _final_write_error(answer: _Answer) -> bool:
+    return answer.status_code >= 500 and any(e in answer.text for e in _FINAL_WRITE_ERRORS)
 
 
-def _final_write_error(response: httpx.Response) -> bool:
-    return response.status_code >= 500 and any(e in response.text for e in _FINAL_WRITE_ERRORS)
+def _read_start(response: httpx.Response, size: int) -> bytes:
+    """The first ``size`` bytes of the body; the rest is never read."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) >= size:
+            break
+    return bytes(body[:size])
+
+
+def _read_within(response: httpx.Response, budget: Budget, describe: str) -> bytes:
+    """The whole (decompressed) body, refused as soon as it grows past the budget."""
+    def too_large() -> ResponseTooLarge:
+        return ResponseTooLarge(
+            f"{describe} with more than {budget.limit:,} bytes, {budget.reason}")
+
+    declared = response.headers.get("Content-Length", "")
+    # A compressed body's length says nothing about its decoded size.
+    if ("Content-Encoding" not in response.headers and declared.isdigit()
+            and int(declared) > budget.limit):
+        raise too_large()
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > budget.limit:
+            raise too_large()
+    return bytes(body)
 
 
 def sub_ranges(start_ms: int, end_ms: int, step_ms: int) -> list[tuple[int, int]]:
@@ -103,20 +154,16 @@ class PrometheusAdapter(Closing):
         self.settings = settings
         self._query_url = f"{settings.url}/api/v1/query_range"
         self._write_url = settings.effective_remote_write_url
+        # Per request, they win over the client's shared headers of the same name; the
+        # remote-write protocol's own headers win over the user's.
+        self._read_headers = dict(settings.read_headers)
+        self._write_headers = {**settings.write_headers, **_WRITE_HEADERS}
         self._client = httpx.Client(
             timeout=settings.timeout,
-            verify=self._verify(settings),
+            verify=tls_context(settings),
             auth=self._auth(settings),
             headers=self._headers(settings),
         )
-
-    @staticmethod
-    def _verify(settings: PrometheusSettings) -> ssl.SSLContext | bool:
-        if settings.tls_insecure_skip_verify:
-            return False
-        if settings.tls_ca_file:
-            return ssl.create_default_context(cafile=settings.tls_ca_file)
-        return True
 
     @staticmethod
     def _auth(settings: PrometheusSettings) -> httpx.BasicAuth | None:
@@ -140,47 +187,63 @@ class PrometheusAdapter(Closing):
 
     # -- transport with retries --------------------------------------------------------
 
-    def _backoff(self, retry: int, response: httpx.Response | None) -> float:
+    def _backoff(self, retry: int, answer: _Answer | None) -> float:
         cap = self.settings.retry_backoff_max
-        hinted = retry_after(response)
+        hinted = retry_after(answer.response if answer is not None else None)
         if hinted is not None:
             return min(hinted, cap)
         return full_jitter(retry, self.settings.retry_backoff, cap)
 
+    def _request(self, method: str, url: str, budget: Budget | None, describe: str,
+                 **kwargs: Any) -> _Answer:
+        """One request, its body streamed: a successful answer's within ``budget``; an
+        error answer's, or one without a budget (a write's), first bytes only."""
+        try:
+            with self._client.stream(method, url, **kwargs) as response:
+                if response.status_code >= 300 or budget is None:
+                    return _Answer(response, _read_start(response, _QUOTED_BODY_BYTES))
+                return _Answer(response, _read_within(response, budget, describe))
+        except httpx.DecodingError as exc:
+            raise BadResponse(f"{redact(url)} answered with a body that cannot be decoded as "
+                              f"its Content-Encoding says: {redact(str(exc))}") from None
+
     def _send(
-        self, method: str, url: str, final: Callable[[httpx.Response], bool] | None = None,
-        **kwargs: Any,
-    ) -> httpx.Response:
+        self, method: str, url: str, *, budget: Budget | None = None, describe: str = "",
+        final: Callable[[_Answer], bool] | None = None, **kwargs: Any,
+    ) -> _Answer:
         """Send with retries on connection errors, timeouts, 5xx and 429.
 
-        Returns the first response with any other status, or one that ``final`` accepts;
-        raises TSDBUnavailable once the retries are spent.
+        Returns the first answer with any other status, or one that ``final`` accepts;
+        raises TSDBUnavailable once the retries are spent, ResponseTooLarge for a body
+        over ``budget``.
         """
         attempts = self.settings.max_retries + 1
-        where = _redacted(url)
+        where = redact(url)
         for attempt in range(1, attempts + 1):
-            response: httpx.Response | None = None
+            answer: _Answer | None = None
             try:
-                response = self._client.request(method, url, **kwargs)
+                answer = self._request(method, url, budget, describe, **kwargs)
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise TSDBError(
-                    f"cannot send to {url!r}: {str(exc).rstrip('.')}; "
+                    f"cannot send to {where!r}: {redact(str(exc)).rstrip('.')}; "
                     "set a URL such as http://prometheus:9090"
-                ) from exc
+                ) from None
             except httpx.TransportError as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                error = (f"{type(exc).__name__}: {redact(str(exc))}" if str(exc)
+                         else type(exc).__name__)
             else:
-                if response.status_code not in _RETRYABLE_STATUS or (
-                    final is not None and final(response)
+                if answer.status_code not in _RETRYABLE_STATUS or (
+                    final is not None and final(answer)
                 ):
-                    return response
-                error = f"HTTP {response.status_code}: {_excerpt(response.text)}"
+                    return answer
+                error = f"HTTP {answer.status_code}: {excerpt(answer.text)}"
             if attempt == attempts:
-                raise TSDBUnavailable(
-                    f"{method} {where} failed after {attempts} attempt(s); last error: {error}. "
-                    "Check that the database is running and reachable at this URL."
-                )
-            delay = self._backoff(attempt - 1, response)
+                hint = ("Check tls_ca_file, tls_client_cert and tls_client_key in the "
+                        "prometheus settings" if "[SSL" in error else
+                        "Check that the database is running and reachable at this URL")
+                raise TSDBUnavailable(f"{method} {where} failed after {attempts} attempt(s); "
+                                      f"last error: {error}. {hint}.")
+            delay = self._backoff(attempt - 1, answer)
             logger.warning(
                 "retrying %s %s (attempt %d of %d failed: %s) in %.2fs",
                 method, where, attempt, attempts, error, delay,
@@ -192,11 +255,13 @@ class PrometheusAdapter(Closing):
 
     # -- reads -------------------------------------------------------------------------
 
-    def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
+    def query_range(self, query: str, start_ms: int, end_ms: int, step_ms: int, *,
+                    max_series: int | None = None) -> list[Series]:
         """Evaluate ``query`` at start, start+step, ... <= end; every label kept.
 
         Long ranges are fetched in several requests and merged per label set; steps where
-        the query has no value are absent from the result (never zero-filled).
+        the query has no value are absent from the result (never zero-filled). Each answer
+        is read within a byte budget for ``max_series`` series (ResponseTooLarge beyond).
         """
         merged: dict[frozenset[tuple[str, str]], list[tuple[np.ndarray, np.ndarray]]] = {}
         labels_of: dict[frozenset[tuple[str, str]], dict[str, str]] = {}
@@ -207,7 +272,9 @@ class PrometheusAdapter(Closing):
                 "end": _seconds(hi),
                 "step": _seconds(step_ms),
             }
-            for labels, timestamps, values in self._fetch_matrix(query, form):
+            budget = query_budget(self.settings.max_response_bytes,
+                                  max_series or DEFAULT_SERIES_BOUND, (hi - lo) // step_ms + 1)
+            for labels, timestamps, values in self._fetch_matrix(query, form, budget):
                 key = frozenset(labels.items())
                 labels_of.setdefault(key, labels)
                 merged.setdefault(key, []).append((timestamps, values))
@@ -216,19 +283,20 @@ class PrometheusAdapter(Closing):
     # -- the project's own outputs, read back for calibration --------------------------
 
     def read_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
-                     step_ms: int) -> list[Series]:
-        return self.query_range(_written(metric, pipeline), start_ms, end_ms, step_ms)
+                     step_ms: int, *, max_series: int | None = None) -> list[Series]:
+        return self.query_range(_written(metric, pipeline), start_ms, end_ms, step_ms,
+                                max_series=max_series)
 
     def peak_written(self, metric: str, pipeline: str, start_ms: int, end_ms: int,
                      step_ms: int) -> Series | None:
         found = self.query_range(
             f"max(max_over_time({_written(metric, pipeline)}[{_seconds_range(step_ms)}]))",
-            start_ms, end_ms, step_ms)
+            start_ms, end_ms, step_ms, max_series=1)  # max(...) is one series at most
         return found[0] if found else None
 
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
-                    quantile_window_ms: int, peak_window_ms: int | None,
-                    ) -> list[StoredScoreStats]:
+                    quantile_window_ms: int, peak_window_ms: int | None, *,
+                    max_series: int | None = None) -> list[StoredScoreStats]:
         """Two instant evaluations (``quantile_over_time`` and ``max_over_time``) at
         ``at``, joined by label set; the function results carry no ``__name__``."""
         selector = _written(metric, pipeline)
@@ -236,7 +304,8 @@ class PrometheusAdapter(Closing):
         def at_instant(query: str) -> dict[frozenset[tuple[str, str]], float]:
             # An instant evaluation as a one-step range keeps one code path for reads.
             return {frozenset(found.labels.items()): float(found.values[-1])
-                    for found in self.query_range(query, at_ms, at_ms, 1000)
+                    for found in self.query_range(query, at_ms, at_ms, 1000,
+                                                  max_series=max_series)
                     if found.values.size}
 
         quantiles = at_instant(f"quantile_over_time({quantile:g}, "
@@ -254,68 +323,43 @@ class PrometheusAdapter(Closing):
         order = np.argsort(timestamps, kind="stable")
         return Series(labels, timestamps[order], values[order])
 
-    def _fetch_matrix(
-        self, query: str, form: dict[str, str]
-    ) -> list[tuple[dict[str, str], np.ndarray, np.ndarray]]:
-        response = self._send("POST", self._query_url, data=form)
-        where = _redacted(self._query_url)
-        status = response.status_code
+    def _fetch_matrix(self, query: str, form: dict[str, str], budget: Budget,
+                      ) -> list[RawSeries]:
+        where = redact(self._query_url)
+        describe = f"{where} answered the query {query!r}"
+        answer = self._send("POST", self._query_url, budget=budget, describe=describe,
+                            data=form, headers=self._read_headers)
+        status = answer.status_code
         if status in (400, 422):
             raise QueryRejected(
-                f"Prometheus at {where} rejected the query {query!r}: {self._error_text(response)}"
+                f"Prometheus at {where} rejected the query {query!r}: {self._error_text(answer)}"
             )
         if status >= 300:
-            raise TSDBError(self._status_message(f"query {query!r}", where, response))
-        try:
-            payload = response.json()
-            data = payload["data"]
-            result_type = data["resultType"]
-            result = data["result"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise TSDBError(
-                f"{where} answered the query {query!r} with something that is not a "
-                f"Prometheus API response ({exc!r}): {_excerpt(response.text)}"
-            ) from exc
-        for warning in payload.get("warnings") or []:
+            raise TSDBError(self._status_message(f"query {query!r}", where, answer))
+        series, warnings = decode_matrix(answer.body, describe)
+        for warning in warnings:
             logger.warning("Prometheus warning for query %r: %s", query, warning)
-        if result_type != "matrix":
-            raise QueryRejected(
-                f"the query {query!r} returned a {result_type}; it must return a range vector "
-                "of series (an instant-vector expression such as a metric selector, rate(...) "
-                "or sum by (...) (...), not a scalar or string)"
-            )
-        return [self._parse_series(item) for item in result]
+        return series
 
     @staticmethod
-    def _parse_series(item: dict[str, Any]) -> tuple[dict[str, str], np.ndarray, np.ndarray]:
-        labels = dict(item.get("metric") or {})
-        points = item.get("values") or []
-        if item.get("histograms"):
-            logger.warning("ignoring native histogram samples of series %s", labels)
-        seconds = np.fromiter((p[0] for p in points), dtype=np.float64, count=len(points))
-        timestamps = np.rint(seconds * 1000).astype(np.int64)
-        # float() reads Prometheus' "NaN", "+Inf" and "-Inf" spellings.
-        values = np.fromiter((float(p[1]) for p in points), dtype=np.float64, count=len(points))
-        return labels, timestamps, values
-
-    @staticmethod
-    def _error_text(response: httpx.Response) -> str:
+    def _error_text(answer: _Answer) -> str:
         try:
-            error = response.json().get("error")
-        except (json.JSONDecodeError, AttributeError):
+            error = json.loads(answer.body).get("error")
+        except (ValueError, AttributeError):  # not JSON (UnicodeDecodeError is a ValueError)
             error = None
-        return str(error) if error else _excerpt(response.text)
+        return excerpt(str(error)) if error else excerpt(answer.text)
 
     @staticmethod
-    def _status_message(what: str, where: str, response: httpx.Response) -> str:
+    def _status_message(what: str, where: str, answer: _Answer) -> str:
         hint = ""
-        if response.status_code in (401, 403):
-            hint = " Check bearer_token or basic_auth in the prometheus settings."
-        elif response.status_code == 404:
+        if answer.status_code in (401, 403):
+            hint = (" Check bearer_token, basic_auth, the TLS client certificate and the "
+                    "tenant headers in the prometheus settings.")
+        elif answer.status_code == 404:
             hint = " Check the URL (and its path prefix, e.g. /prometheus for Mimir)."
         return (
-            f"{where} answered {what} with HTTP {response.status_code}: "
-            f"{_excerpt(response.text)}.{hint}"
+            f"{where} answered {what} with HTTP {answer.status_code}: "
+            f"{excerpt(answer.text)}.{hint}"
         )
 
     # -- writes ------------------------------------------------------------------------
@@ -330,30 +374,30 @@ class PrometheusAdapter(Closing):
             self._write_chunk(encode_write_request(chunk))
 
     def _write_chunk(self, body: bytes) -> None:
-        response = self._send(
+        answer = self._send(
             "POST", self._write_url, final=_final_write_error, content=body,
-            headers=_WRITE_HEADERS,
+            headers=self._write_headers,
         )
-        if response.status_code < 300:
+        if answer.status_code < 300:
             return
-        where = _redacted(self._write_url)
-        text = _excerpt(response.text)
-        if _final_write_error(response):
+        where = redact(self._write_url)
+        text = excerpt(answer.text)
+        if _final_write_error(answer):
             raise WriteRejected(
-                f"{where} rejected the remote write with HTTP {response.status_code}: {text} "
+                f"{where} rejected the remote write with HTTP {answer.status_code}: {text} "
                 "(samples outside the database's accepted time range; for history, raise "
                 "storage.tsdb.out_of_order_time_window in the Prometheus config)"
             )
-        if response.status_code == 400 and "duplicate sample for timestamp" in text:
+        if answer.status_code == 400 and "duplicate sample for timestamp" in text:
             raise DuplicateSamples(
                 f"{where} already holds different values at some written timestamps "
                 f"(HTTP 400: {text}); the slot was written before with other values"
             )
-        if 400 <= response.status_code < 500:
+        if 400 <= answer.status_code < 500:
             raise WriteRejected(
-                f"{where} rejected the remote write with HTTP {response.status_code}: {text}"
+                f"{where} rejected the remote write with HTTP {answer.status_code}: {text}"
             )
-        raise TSDBError(self._status_message("the remote write", where, response))
+        raise TSDBError(self._status_message("the remote write", where, answer))
 
     # -- health ------------------------------------------------------------------------
 
@@ -364,20 +408,24 @@ class PrometheusAdapter(Closing):
         (bad credentials, wrong path).
         """
         url = f"{self.settings.url}/api/v1/status/buildinfo"
-        where = _redacted(url)
+        where = redact(url)
+        budget = Budget(_PING_BODY_BYTES, "too large for a health check")
         try:
-            response = self._client.get(url)
-            if response.status_code == 404:
+            answer = self._request("GET", url, budget, f"{where} answered a health check",
+                                   headers=self._read_headers)
+            if answer.status_code == 404:
                 # Not every compatible database serves buildinfo; any query will do.
                 url = f"{self.settings.url}/api/v1/query"
-                where = _redacted(url)
-                response = self._client.get(url, params={"query": "vector(1)"})
+                where = redact(url)
+                answer = self._request("GET", url, budget, f"{where} answered a health check",
+                                       params={"query": "vector(1)"},
+                                       headers=self._read_headers)
         except httpx.TransportError as exc:
             raise TSDBUnavailable(
-                f"cannot reach {where}: {type(exc).__name__}: {exc}. "
+                f"cannot reach {where}: {type(exc).__name__}: {redact(str(exc))}. "
                 "Check that the database is running and the URL is right."
-            ) from exc
-        if response.status_code >= 500:
-            raise TSDBUnavailable(self._status_message("a health check", where, response))
-        if response.status_code >= 300:
-            raise TSDBError(self._status_message("a health check", where, response))
+            ) from None
+        if answer.status_code >= 500:
+            raise TSDBUnavailable(self._status_message("a health check", where, answer))
+        if answer.status_code >= 300:
+            raise TSDBError(self._status_message("a health check", where, answer))
