@@ -117,6 +117,12 @@ class UnknownUser(OpenAnomalyError):
     """No user of that name (or no token of that id)."""
 
 
+class OutOfOrderSamples(WriteRejected):
+    """The database holds newer samples of a written series and takes no older ones (no
+    out-of-order window): a re-run of a written slot, or history written without
+    ``storage.tsdb.out_of_order_time_window``."""
+
+
 class DuplicateSamples(WriteRejected):
     """The database already holds a different value at a written timestamp.
 

@@ -191,13 +191,21 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 @_friendly_errors
 def run_once(ctx: click.Context, pipeline: str, at: str) -> None:
-    """Run PIPELINE once for one slot and print what it did."""
+    """Run PIPELINE once for one slot and print what it did.
+
+    The slot is the schedule's slot at or before --at. A slot already written keeps its
+    first samples (the run says already_written where the database refuses them).
+    """
     app = bootstrap(_config(ctx))
+    asked = _time(at)
     try:
         spec = app.store.get_pipeline(pipeline)
-        result = app.run(spec, _time(at))
+        result = app.run(spec, asked)
     finally:
         app.close()
+    if result.at_ms != asked:
+        click.echo(f"{from_ms(asked).isoformat()} is not on the schedule's grid: ran its slot "
+                   f"at or before it, as the scheduler does", err=True)
     click.echo(
         f"{result.pipeline} at {from_ms(result.at_ms).isoformat()}: {result.status}, "
         f"{result.series} series, {result.anomalous_points} anomalous points, "

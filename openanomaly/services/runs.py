@@ -16,7 +16,7 @@ import numpy as np
 
 from openanomaly.domain.check import Checked, HistoryOf, check_windows, prepare_contexts
 from openanomaly.domain.detection import ScoreHistory
-from openanomaly.domain.errors import DuplicateSamples, TooManySeries
+from openanomaly.domain.errors import DuplicateSamples, OutOfOrderSamples, TooManySeries
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.output import (
     ANOMALY_SCORE,
@@ -31,6 +31,7 @@ from openanomaly.domain.output import (
 )
 from openanomaly.domain.pipeline import Mode, PipelineSpec
 from openanomaly.domain.series import Series, SeriesBatch, align
+from openanomaly.domain.slots import latest_due
 from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ModelEngine, TSDBClient
 
@@ -181,11 +182,11 @@ def run_pipeline(
     spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine,
     mode: Mode | None = None,
 ) -> RunResult:
-    """Run ``spec`` for the slot ``at`` (aligned down to the step) and write the outputs
+    """Run ``spec`` for its slot at or before ``at`` (``slot_of``) and write the outputs
     in one remote-write request where they fit."""
     started = time.perf_counter()
     mode = mode or spec.mode
-    at = align_down(at_ms, spec.step_ms)
+    at = slot_of(spec, at_ms)
     result = RunResult(spec.name, at)
     check = mode in (Mode.anomaly, Mode.both)
     ahead = mode in (Mode.forecast, Mode.both) and spec.output.write_future
@@ -219,6 +220,12 @@ def run_pipeline(
     return result
 
 
+def slot_of(spec: PipelineSpec, at_ms: int) -> int:
+    """The pipeline's slot at or before ``at``: on its schedule's grid (and its step's), so
+    a run asked for any time writes exactly the timestamps its scheduled run writes."""
+    return align_down(latest_due(spec.schedule_spec, at_ms), spec.step_ms)
+
+
 def run_anomaly_check(
     spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine
 ) -> RunResult:
@@ -243,7 +250,22 @@ def write(spec: PipelineSpec, tsdb: TSDBClient, outputs: list[Series], result: R
         log.warning("slot already written with different values; keeping the stored samples",
                     extra={"pipeline": spec.name, "at": result.at_ms, "error": str(exc)})
         return
+    except OutOfOrderSamples:
+        # Without an out-of-order window, Prometheus refuses a re-run's samples, identical
+        # or not. A slot whose first output is stored was written: the first write stands.
+        if not _written_before(spec, tsdb, outputs[0]):
+            raise
+        result.status = "already_written"
+        log.warning("slot already written; keeping the stored samples",
+                    extra={"pipeline": spec.name, "at": result.at_ms})
+        return
     result.samples_written += sum(s.values.size for s in outputs)
+
+
+def _written_before(spec: PipelineSpec, tsdb: TSDBClient, first: Series) -> bool:
+    at = int(first.timestamps_ms[0])
+    stored = tsdb.read_written(first.labels["__name__"], spec.name, at, at, spec.step_ms)
+    return any(np.isfinite(found.values).any() for found in stored)
 
 
 def summarise(result: RunResult, checked: CheckOutput, batch: SeriesBatch,

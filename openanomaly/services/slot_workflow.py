@@ -25,7 +25,6 @@ from typing import Any
 from openanomaly.domain.errors import UnknownPipeline, is_retryable
 from openanomaly.domain.pipeline import Mode, PipelineSpec
 from openanomaly.domain.slots import CatchUp, plan_catch_up
-from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ConfigStore, ModelEngine, RunLog, SlotLedger, TSDBClient
 from openanomaly.services import run_status, runs
 
@@ -72,7 +71,7 @@ def execute_slot(
         log.warning("unknown pipeline; stale task dropped", extra={
             "pipeline": delivery.pipeline, "at": delivery.at_ms, "task_id": delivery.task_id})
         return {"status": "dropped", "pipeline": delivery.pipeline, "at_ms": delivery.at_ms}
-    slot = align_down(int(delivery.at_ms), spec.step_ms)
+    slot = runs.slot_of(spec, int(delivery.at_ms))
     key = ledger_key(spec, delivery.mode)
     fields = {"pipeline": spec.name, "slot": slot, "task_id": delivery.task_id,
               "mode": str(delivery.mode or spec.mode)}

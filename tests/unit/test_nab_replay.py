@@ -82,7 +82,10 @@ def test_the_replay_scores_exactly_what_live_runs_write_for_the_same_data():
     replayed = replay_file(ReplayInput("f.csv", values, (), 300.0), scoring, ENGINE, "naive",
                            horizon=horizon, context=context)
 
-    t0 = 1_700_000_000_000 - 1_700_000_000_000 % step_ms
+    # Placed so that each block's last row falls on the schedule's (horizon-long) grid.
+    block_ms = horizon * step_ms
+    first_slot = 1_700_000_000_000 - 1_700_000_000_000 % block_ms
+    t0 = first_slot - (first_scored_row(rows) + horizon - 1) * step_ms
     tsdb = FakeTSDB([Series.of({"__name__": "m"}, t0 + np.arange(rows) * step_ms, values)])
     minutes = step_ms // 60_000
     spec = PipelineSpec(name="p", query="m", model="naive", step=f"{minutes}m",

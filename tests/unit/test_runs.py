@@ -14,7 +14,9 @@ from openanomaly.services.runs import run_anomaly_check, run_forecast, run_pipel
 from .fakes import FakeTSDB
 
 STEP = 60_000
-T0 = 1_700_000_000_000 - 1_700_000_000_000 % STEP
+# The last point, T0 + (N - 1) steps, lies on the specs' 5-minute schedule grid: a run's
+# slot is a scheduled slot.
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % 300_000 + STEP
 N = 600
 ENGINE = LocalModelEngine({"naive": SeasonalNaiveSettings(season="1h")})
 

@@ -29,6 +29,7 @@ from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.errors import (
     BadResponse,
     DuplicateSamples,
+    OutOfOrderSamples,
     QueryRejected,
     ResponseTooLarge,
     TSDBError,
@@ -382,6 +383,11 @@ class PrometheusAdapter(Closing):
             return
         where = redact(self._write_url)
         text = excerpt(answer.text)
+        if answer.status_code in (400, 500) and "out of order sample" in text:
+            raise OutOfOrderSamples(
+                f"{where} rejected the remote write with HTTP {answer.status_code}: {text} "
+                "(it holds newer samples of these series: a re-run of a written slot, or "
+                "history written without storage.tsdb.out_of_order_time_window)")
         if _final_write_error(answer):
             raise WriteRejected(
                 f"{where} rejected the remote write with HTTP {answer.status_code}: {text} "
