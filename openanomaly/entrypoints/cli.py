@@ -212,6 +212,12 @@ def run_once(ctx: click.Context, pipeline: str, at: str) -> None:
         f"max score {result.max_score:.2f}, {result.samples_written} samples written "
         f"in {result.seconds:.2f}s"
     )
+    if result.skipped:
+        click.echo(f"  {result.skipped} series skipped: too little history in the context "
+                   "for the model")
+    if result.stale:
+        click.echo(f"  {result.stale} series stale: no value in the check window (the "
+                   "source stopped); nothing written for them")
     for labels in result.anomalous_series:
         click.echo(f"  anomalous: {_selector(labels)}")
 

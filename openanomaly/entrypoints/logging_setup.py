@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,9 @@ def setup_logging(level: str = "INFO", fmt: str = "logfmt") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # numpy's RuntimeWarnings (an all-NaN slice, NaN arithmetic) describe missing data the
+    # run already counts and reports; they are not for the user's terminal.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\..*)?$")
     # Progress of long work shows whatever the level: it is the command's own output.
     logging.getLogger("openanomaly.entrypoints.progress").setLevel(logging.INFO)
     for noisy in ("httpx", "httpcore"):

@@ -44,9 +44,14 @@ FORECAST_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 class RunResult:
     pipeline: str
     at_ms: int
-    status: str = "ok"  # ok | no_data | already_written
+    status: str = "ok"
+    """ok; partial (some series skipped or stale); stale (every series' source stopped);
+    no_data (the query returned nothing); already_written (the slot was written before)."""
     series: int = 0
     skipped: int = 0
+    """Series the model could not forecast (too little history in the context)."""
+    stale: int = 0
+    """Series with no value in the check window (the source stopped): nothing written."""
     scored_points: int = 0
     anomalous_points: int = 0
     max_score: float = float("nan")
@@ -63,6 +68,7 @@ class CheckOutput:
     scores: np.ndarray  # (n_slots, n_series, window_steps)
     skipped: int
     checked: Checked
+    stale: int = 0
     """The check's arrays, (n_slots x n_series, window_steps), slot-major."""
 
 
@@ -75,7 +81,10 @@ def fetch(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms: int) -> S
             f"pipeline {spec.name!r}: the query returned {len(found)} series, more than "
             f"max_series={spec.max_series}; narrow the query or raise max_series"
         )
-    return align(found, start_ms, end_ms, spec.step_ms)
+    batch = align(found, start_ms, end_ms, spec.step_ms)
+    # An infinite sample is no measurement: treated as missing, as a gap is.
+    batch.values[np.isinf(batch.values)] = np.nan
+    return batch
 
 
 def labels_of(spec: PipelineSpec, batch: SeriesBatch) -> list[dict[str, str]]:
@@ -131,7 +140,10 @@ def check_slots(
     actuals = np.concatenate([batch.values[:, end - window + 1:end + 1] for end in end_indices])
     checked = check_windows(spec.scoring, contexts, actuals, spec.step,
                             partial(engine.forecast, spec.model), n, history)
-    usable: np.ndarray = np.asarray(np.isfinite(checked.yhat).all(axis=1))
+    forecast_ok: np.ndarray = np.asarray(np.isfinite(checked.yhat).all(axis=1))
+    # A window without one actual value: the source stopped, and nothing is scored.
+    has_actual: np.ndarray = np.asarray(np.isfinite(actuals).any(axis=1))
+    usable = forecast_ok & has_actual
     outputs = [(YHAT, checked.yhat)]
     if checked.calibrated:
         outputs.append((RAW_SCORE, checked.raw))
@@ -147,7 +159,12 @@ def check_slots(
         for metric, values in outputs:
             out += rows_to_series(prefix, metric, kept_labels, timestamps, values[rows][keep])
     scores = checked.score.reshape(len(end_indices), n, window)
-    return CheckOutput(out, scores, int((~usable[:n]).sum()) if end_indices else 0, checked)
+    last = slice((len(end_indices) - 1) * n, len(end_indices) * n)  # the latest slot's
+    if not end_indices:
+        return CheckOutput(out, scores, 0, checked)
+    # Stale wins over skipped: a source that stopped has no context to forecast from either.
+    return CheckOutput(out, scores, int((~forecast_ok[last] & has_actual[last]).sum()),
+                       checked, int((~has_actual[last]).sum()))
 
 
 def forecast_ahead(
@@ -210,11 +227,15 @@ def run_pipeline(
         summarise(result, checked, batch, spec)
     if ahead:
         outputs += forecast_ahead(spec, engine, batch, end, labels)
+    if result.stale == result.series:
+        result.status = "stale"
+    elif result.skipped or result.stale:
+        result.status = "partial"
     write(spec, tsdb, outputs, result)
     result.seconds = round(time.perf_counter() - started, 3)
     log.info("run finished", extra={
         "pipeline": spec.name, "at": at, "mode": str(mode), "status": result.status,
-        "series": result.series, "skipped": result.skipped,
+        "series": result.series, "skipped": result.skipped, "stale": result.stale,
         "anomalous_points": result.anomalous_points, "samples": result.samples_written,
         "seconds": result.seconds})
     return result
@@ -272,6 +293,7 @@ def summarise(result: RunResult, checked: CheckOutput, batch: SeriesBatch,
                spec: PipelineSpec) -> None:
     scores = checked.scores
     result.skipped = max(result.skipped, checked.skipped)
+    result.stale = max(result.stale, checked.stale)
     finite = np.isfinite(scores)
     result.scored_points += int(finite.sum())
     over = np.where(finite, scores, 0.0) > spec.scoring.threshold

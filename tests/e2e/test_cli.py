@@ -271,3 +271,29 @@ def test_backfill_off_a_terminal_logs_its_progress(tmp_path, prometheus, prom_cl
     finished = [line for line in done.stderr.splitlines() if "backfill quick: finished" in line]
     assert len(finished) == 1 and "done=" in finished[0] and "rate_per_s=" in finished[0], \
         done.stderr
+
+
+def test_a_run_says_when_its_series_are_stale_or_partly_unusable(tmp_path, prometheus,
+                                                                 prom_client, unique):
+    """Infinite and missing values are no measurements: a source that stopped is stale
+    (nothing written for it), one that still reports makes the run partial."""
+    metric = unique("e2e_stale")
+    live = recent_history(metric, minutes=20)
+    stopped = Series.of({**live.labels, "job": "stopped"}, live.timestamps_ms,
+                        np.where(live.timestamps_ms > live.timestamps_ms[-1] - 60_000,
+                                 np.inf, live.values))
+    prom_client.write([live, stopped])
+    config = write_config(tmp_path, valid_config(prometheus.url, metric))
+    done = openanomaly("run-once", "quick", config=config)
+    assert done.returncode == 0, done.stderr
+    assert ": partial, 2 series" in done.stdout and "1 series stale" in done.stdout, done.stdout
+    assert "RuntimeWarning" not in done.stderr
+
+    prom_client.write([Series.of({**live.labels, "job": "all-inf"}, live.timestamps_ms,
+                                 np.full(live.timestamps_ms.size, -np.inf))])
+    only_inf = write_config(tmp_path, valid_config(prometheus.url,
+                                                   f'{metric}{{job="all-inf"}}'))
+    done = openanomaly("run-once", "quick", config=only_inf)
+    assert ": stale, 1 series" in done.stdout and "0 samples written" in done.stdout, \
+        done.stdout + done.stderr
+    assert "RuntimeWarning" not in done.stderr

@@ -111,8 +111,10 @@ def test_empty_result_and_all_nan_series(prom_client, engine, unique):
     dead = Series(dead.labels, dead.timestamps_ms, np.full(dead.values.size, np.nan))
     prom_client.write([dead])
     result = run_anomaly_check(spec("nan", metric), at, prom_client, engine)
-    # Prometheus returns the NaN samples; the series cannot be forecast and is skipped.
-    assert result.skipped == result.series == 1 and result.samples_written == 0
+    # Prometheus returns the NaN samples: no value in the window, so the series is stale
+    # and nothing is written for it.
+    assert result.stale == result.series == 1 and result.status == "stale"
+    assert result.skipped == 0 and result.samples_written == 0
 
 
 def test_constant_series_scores_finite_and_quiet(prom_client, engine, unique):
