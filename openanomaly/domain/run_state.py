@@ -32,6 +32,8 @@ class RunState:
     last_anomaly_score: float | None = None
     failures: int = 0
     """Failed runs in a row, up to the last one."""
+    status: str = "ok"
+    """The last run's own status (ok, partial, stale, no_data, already_written; failed)."""
 
     @property
     def health(self) -> str:
@@ -59,13 +61,14 @@ def _finite(value: float | None) -> float | None:
 
 def after_success(previous: RunState | None, pipeline: str, slot_ms: int, finished_ms: int,
                   seconds: float, series: int, anomalous_points: int,
-                  max_score: float | None) -> RunState:
+                  max_score: float | None, status: str = "ok") -> RunState:
     """``previous`` with one more successful run folded in."""
     anomaly = anomalous_points > 0
     last_ok = slot_ms if previous is None or previous.last_ok_slot_ms is None \
         else max(slot_ms, previous.last_ok_slot_ms)
     state = RunState(pipeline, slot_ms, finished_ms, seconds, True, "", series,
-                     anomalous_points, _finite(max_score), last_ok, failures=0)
+                     anomalous_points, _finite(max_score), last_ok, failures=0,
+                     status=status)
     if anomaly:
         return replace(state, last_anomaly_ms=slot_ms, last_anomaly_score=_finite(max_score))
     if previous is not None:
@@ -78,7 +81,8 @@ def after_failure(previous: RunState | None, pipeline: str, slot_ms: int, finish
                   seconds: float, error: str) -> RunState:
     """``previous`` with one more failed run folded in; what succeeded before is kept."""
     if previous is None:
-        return RunState(pipeline, slot_ms, finished_ms, seconds, False, error, failures=1)
+        return RunState(pipeline, slot_ms, finished_ms, seconds, False, error, failures=1,
+                        status="failed")
     return replace(previous, slot_ms=slot_ms, finished_ms=finished_ms, seconds=seconds,
                    ok=False, error=error, series=0, anomalous_points=0, max_score=None,
-                   failures=previous.failures + 1)
+                   failures=previous.failures + 1, status="failed")

@@ -35,7 +35,7 @@ def recorded(run_log: RunLog | None, pipeline: str, slot_ms: int,
         raise
     _record(run_log, pipeline, lambda previous: after_success(
         previous, pipeline, slot_ms, clock(), result.seconds, result.series,
-        result.anomalous_points, result.max_score))
+        result.anomalous_points, result.max_score, result.status))
     return result
 
 

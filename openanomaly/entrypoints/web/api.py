@@ -340,6 +340,8 @@ class LastRunOut(Schema):
     last_anomaly_ms: int | None
     last_anomaly_score: float | None
     failures: int = Field(description="failed runs in a row")
+    status: str = Field(default="ok", description="the last run's status: ok, partial, stale, "
+                        "no_data, already_written, failed")
 
 
 class StatusOut(Schema):
