@@ -152,7 +152,8 @@ def run_demo(config_path: Path | None, keep_running: bool = False,
         finally:
             app.close()
         detections, alarms = evaluate(dataset, start_ms, scores)
-        _print_report(detections, alarms, prometheus.url, time.perf_counter() - started)
+        _print_report(detections, alarms, prometheus.url, time.perf_counter() - started,
+                      keep_running, data_dir)
         if keep_running:
             keep_serving(config, prometheus.url, run_states)
     return 0 if all(d.detected_ms is not None for d in detections) else 1
@@ -189,7 +190,8 @@ def keep_serving(config: AppConfig, prometheus_url: str, run_states: list[RunSta
 
 
 def _print_report(detections: list[Detection], alarms: dict[str, tuple[int, int]],
-                  url: str, seconds: float) -> None:
+                  url: str, seconds: float, keep_running: bool,
+                  data_dir: Path | None) -> None:
     click.echo("\nInjected anomalies against detections (score > 1 within "
                f"{DETECTION_STEPS} steps of the start):\n")
     header = (f"{'series':<58} {'anomaly':<15} {'injected (UTC)':<15} {'detected':<9} "
@@ -208,6 +210,15 @@ def _print_report(detections: list[Detection], alarms: dict[str, tuple[int, int]
         click.echo(f"  {name:<58} {count:>4} of {total} points ({share:.1f}%)")
     caught = sum(d.detected_ms is not None for d in detections)
     click.echo(f"\nDetected {caught} of {len(detections)} injected anomalies in {seconds:.0f}s.")
+    if not keep_running:
+        # The Prometheus stops with this command: point at what is left, not at its URL.
+        kept = (f"its data is kept in {data_dir}" if data_dir is not None
+                else "its temporary data is removed")
+        click.echo("\nThe demo's Prometheus stops now and " + kept + ". To explore the "
+                   "results in Prometheus and the web UI, run `openanomaly demo "
+                   "--keep-running` (what `make demo` runs).")
+        sys.stdout.flush()
+        return
     click.echo(f"\nLook at the results in Prometheus ({url}) with PromQL such as:")
     for query in ("openanomaly_anomaly_score > 1",
                   'openanomaly_anomaly_score{source_metric="demo_active_connections"}',
