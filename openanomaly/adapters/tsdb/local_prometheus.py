@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +50,16 @@ def _config(scrape_interval: str, out_of_order_time_window: str) -> str:
         "  tsdb:\n"
         f"    out_of_order_time_window: {out_of_order_time_window}\n"
     )
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec: on Linux, SIGTERM when the process that started this
+    Prometheus dies, even by SIGKILL (a killed demo or test leaves no server behind)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class LocalPrometheus:
@@ -128,7 +140,8 @@ class LocalPrometheus:
         ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_stop_with_parent,
             )
 
     def _wait_ready(self) -> None:
