@@ -33,7 +33,7 @@ Progress = Callable[[int, int], None]
 
 def backfill_slots(spec: PipelineSpec, start_ms: int, end_ms: int) -> list[int]:
     """The slot times whose check windows tile [start, end]: the same slots the scheduler
-    would have run, so a backfill and live runs write identical samples."""
+    would have run, so a backfill and live runs write the same timestamps."""
     window_ms = spec.window_steps * spec.step_ms
     first = align_down(start_ms, window_ms) + window_ms
     last = align_down(end_ms, window_ms)

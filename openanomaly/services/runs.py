@@ -1,7 +1,8 @@
 """One scheduled run of a pipeline: fetch, forecast, score, write.
 
-A run at slot ``at`` is a pure function of the data the query returns, so a retry or a
-second worker writes identical samples.
+A run at slot ``at`` depends only on the data the query returns (up to float rounding
+that varies with how series share a model batch), and a slot's first write stands, so a
+retry or a second worker never changes what was written.
 """
 
 from __future__ import annotations

@@ -142,7 +142,8 @@ def test_remote_forecasts_equal_local_ones(server, local, remote, model, lengths
     here = local.forecast(model, wanted)
     assert there.quantiles == here.quantiles
     assert there.values.shape == (len(lengths), horizon, 4)
-    np.testing.assert_allclose(there.values, here.values, rtol=0, atol=1e-9)
+    # Another process may batch and thread differently: equal up to float rounding.
+    np.testing.assert_allclose(there.values, here.values, rtol=1e-5, atol=1e-6)
 
 
 def test_concurrent_clients_share_batches_and_get_their_own_forecasts(server, local, remote):
@@ -180,7 +181,7 @@ def test_remote_backend_through_the_local_engine(server, local):
     engine = LocalModelEngine({"r": settings})
     wanted = request(ragged([500, 150], seed=7))
     np.testing.assert_allclose(engine.forecast("r", wanted).values,
-                               local.forecast("fracast", wanted).values, rtol=0, atol=1e-9)
+                               local.forecast("fracast", wanted).values, rtol=1e-5, atol=1e-6)
     client = engine.get("r").engine._client
     engine.close()
     assert engine.loaded() == [] and client.is_closed, "closing the engine closes its clients"

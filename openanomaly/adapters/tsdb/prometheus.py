@@ -368,8 +368,8 @@ class PrometheusAdapter(Closing):
     def write(self, series: Sequence[Series]) -> None:
         """Push ``series`` with remote write, in requests of at most write_batch_samples.
 
-        Chunks are sent in order; if one fails, the earlier ones stay written (a re-run
-        writes identical samples, which Prometheus accepts).
+        Chunks are sent in order; if one fails, the earlier ones stay written, and a re-run
+        of the slot finds them stored (the first write stands).
         """
         for chunk in chunk_series(series, self.settings.write_batch_samples):
             self._write_chunk(encode_write_request(chunk))
