@@ -59,33 +59,50 @@ def score(
     """
     steps = actual.shape[1]
     median = forecast.at(0.5)[:, :steps]
-    below = spec.band_scale * (median - forecast.at(spec.band[0])[:, :steps])
-    above = spec.band_scale * (forecast.at(spec.band[1])[:, :steps] - median)
-    if spec.noise_floor > 0 and noise is not None:
-        floor = spec.noise_floor * np.nan_to_num(noise, nan=0.0)[:, None]
-        below = np.maximum(below, floor)
-        above = np.maximum(above, floor)
-    lower = median - below
-    upper = median + above
+    # Values near the float limits overflow in differences (to ±inf, never NaN): the band
+    # then reaches infinity, and the score is computed on scaled values below.
+    with np.errstate(over="ignore", invalid="ignore"):
+        below = spec.band_scale * (median - forecast.at(spec.band[0])[:, :steps])
+        above = spec.band_scale * (forecast.at(spec.band[1])[:, :steps] - median)
+        if spec.noise_floor > 0 and noise is not None:
+            floor = spec.noise_floor * np.nan_to_num(noise, nan=0.0)[:, None]
+            below = np.maximum(below, floor)
+            above = np.maximum(above, floor)
+        lower = median - below
+        upper = median + above
+    # Scores are ratios: computed on values divided by their magnitude, so no difference
+    # overflows whatever finite numbers come in.
+    unit = _point_unit(actual, median, lower, upper)
+    scaled = (actual / unit, median / unit, lower / unit, upper / unit)
     if spec.technique == Technique.interval:
-        values = interval_score(actual, median, lower, upper, spec.direction, spec.min_deviation)
+        values = interval_score(*scaled, spec.direction, spec.min_deviation / unit, 1 / unit)
     else:
         values = zscore_score(
-            actual, median, lower, upper, spec.band, spec.zscore_threshold,
-            spec.direction, spec.min_deviation,
+            *scaled, spec.band, spec.zscore_threshold,
+            spec.direction, spec.min_deviation / unit, 1 / unit,
         )
     return Scored(values, median, lower, upper)
 
 
+def _point_unit(*parts: FloatArray) -> FloatArray:
+    """The largest finite magnitude among ``parts`` at each point, at least 1 (per point,
+    so no point's score depends on another's values, even in its last digit)."""
+    magnitudes = [np.where(np.isfinite(part), np.abs(part), 0.0) for part in parts]
+    unit: FloatArray = np.maximum(np.max(magnitudes, axis=0), 1.0)
+    return unit
+
+
 def interval_score(
     actual: FloatArray, median: FloatArray, lower: FloatArray, upper: FloatArray,
-    direction: Direction = Direction.both, min_deviation: float = 0.0,
+    direction: Direction = Direction.both, min_deviation: float | FloatArray = 0.0,
+    unit: float | FloatArray = 1.0,
 ) -> FloatArray:
+    """``unit``: what 1 of the original values is in these (scaled) ones."""
     residual = actual - median
-    floor = _RELATIVE_WIDTH_FLOOR * np.maximum(np.abs(median), 1.0)
-    above = residual / np.maximum(upper - median, floor)
-    below = -residual / np.maximum(median - lower, floor)
+    floor = _RELATIVE_WIDTH_FLOOR * np.maximum(np.abs(median), unit)
     with np.errstate(invalid="ignore"):
+        above = residual / np.maximum(upper - median, floor)
+        below = -residual / np.maximum(median - lower, floor)
         result = np.where(residual >= 0, above, below)
     return _finish(result, residual, direction, min_deviation)
 
@@ -93,26 +110,29 @@ def interval_score(
 def zscore_score(
     actual: FloatArray, median: FloatArray, lower: FloatArray, upper: FloatArray,
     band: tuple[float, float], threshold: float,
-    direction: Direction = Direction.both, min_deviation: float = 0.0,
+    direction: Direction = Direction.both, min_deviation: float | FloatArray = 0.0,
+    unit: float | FloatArray = 1.0,
 ) -> FloatArray:
     """|z| / threshold, where z is the residual over the forecast's standard deviation as
     implied by the band under a normal assumption."""
     normal = NormalDist()
     spread = normal.inv_cdf(band[1]) - normal.inv_cdf(band[0])
-    floor = _RELATIVE_WIDTH_FLOOR * np.maximum(np.abs(median), 1.0)
-    sigma = np.maximum((upper - lower) / spread, floor)
+    floor = _RELATIVE_WIDTH_FLOOR * np.maximum(np.abs(median), unit)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sigma = np.maximum((upper - lower) / spread, floor)
     residual = actual - median
     return _finish(np.abs(residual) / sigma / threshold, residual, direction, min_deviation)
 
 
 def _finish(
-    result: FloatArray, residual: FloatArray, direction: Direction, min_deviation: float
+    result: FloatArray, residual: FloatArray, direction: Direction,
+    min_deviation: float | FloatArray,
 ) -> FloatArray:
     missing = ~np.isfinite(residual)
     if direction == Direction.above:
         result = np.where(residual < 0, 0.0, result)
     elif direction == Direction.below:
         result = np.where(residual > 0, 0.0, result)
-    if min_deviation > 0:
+    if np.any(np.asarray(min_deviation) > 0):
         result = np.where(np.abs(residual) < min_deviation, 0.0, result)
     return np.where(missing, np.nan, result)
