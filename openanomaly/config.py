@@ -185,6 +185,21 @@ class ModelServerSettings(_Section):
     per_model: dict[str, ModelLimits] = Field(
         default_factory=dict, description="limits of single models, over the ones above"
     )
+    tls_cert_file: str | None = Field(default=None, description="PEM certificate (chain)")
+    tls_key_file: str | None = Field(default=None, description="PEM private key")
+    tls_client_ca_file: str | None = Field(
+        default=None, description="PEM CA bundle: clients must present a certificate it signed"
+    )
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> ModelServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file (--tls-cert and "
+                             "--tls-key), or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (--tls-client-ca) needs TLS: set "
+                             "tls_cert_file and tls_key_file (--tls-cert, --tls-key) too")
+        return self
 
 
 class LoggingSettings(_Section):

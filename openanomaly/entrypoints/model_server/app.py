@@ -81,6 +81,7 @@ from openanomaly.entrypoints.model_server.batching import ModelBatcher
 from openanomaly.entrypoints.model_server.errors import ApiError
 from openanomaly.entrypoints.model_server.limits import RequestLimits
 from openanomaly.entrypoints.model_server.metrics import Metrics
+from openanomaly.entrypoints.model_server.security import check_exposure, uvicorn_tls
 from openanomaly.entrypoints.model_server.wire import (
     TENSOR_MEDIA_TYPE,
     ErrorAnswer,
@@ -379,17 +380,26 @@ def create_app(config: AppConfig, engine: LocalModelEngine | None = None) -> Fas
     return app
 
 
-def serve(config: AppConfig, host: str | None = None, port: int | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; in-flight requests finish first."""
+def serve(config: AppConfig, host: str | None = None, port: int | None = None,
+          insecure: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM; in-flight requests finish first.
+
+    Refuses (ConfigError) a host other machines reach when no token or client certificate
+    authenticates clients, unless ``insecure``.
+    """
     import uvicorn
 
     settings = config.model_server
     host = host or settings.host
     port = settings.port if port is None else port
+    check_exposure(settings, host, insecure)
+    tls = uvicorn_tls(settings)
     sock = _listen(host, port)
     bound_port = sock.getsockname()[1]
-    url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_config=None, access_log=False))
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{bound_port}"
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_config=None,
+                                           access_log=False, **tls))
     logging.getLogger("uvicorn.error").addFilter(_drop_color_message)
     received: list[str] = []
 
@@ -401,7 +411,9 @@ def serve(config: AppConfig, host: str | None = None, port: int | None = None) -
     previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     log.info("model server listening", extra={
         "url": url, "models": ",".join(sorted(config.models)),
-        "auth": settings.token is not None, "batch_wait_ms": settings.batch_wait_ms})
+        "auth": settings.token is not None, "tls": bool(tls),
+        "client_certs": settings.tls_client_ca_file is not None,
+        "batch_wait_ms": settings.batch_wait_ms})
     try:
         server.run(sockets=[sock])
     finally:
