@@ -156,6 +156,14 @@ class InferenceSettings(_Section):
     )
 
 
+class ModelLimits(_Section):
+    """One model's own limits on the model server; unset keys take the server-wide ones."""
+
+    max_horizon: int | None = Field(default=None, ge=1)
+    max_context_steps: int | None = Field(default=None, ge=1)
+    request_timeout: float | None = Field(default=None, gt=0)
+
+
 class ModelServerSettings(_Section):
     """`openanomaly serve-model`: the HTTP server of the configured models."""
 
@@ -170,6 +178,39 @@ class ModelServerSettings(_Section):
     preload: list[str] = Field(
         default_factory=list, description="models loaded at start-up (ready only after)"
     )
+    # A week at a 5-minute step; Fracast rolls forward 48 steps per pass, so 43 passes.
+    max_horizon: int = Field(default=2048, ge=1, description="steps one request may forecast")
+    # Above the 11,000 points per series that a Prometheus range query returns.
+    max_context_steps: int = Field(
+        default=16384, ge=1, description="steps of context per series in one request"
+    )
+    # 64 MiB as float64: the binary body at the default max_request_mb.
+    max_context_values: int = Field(
+        default=8_388_608, ge=1,
+        description="context values of one request, series x steps of its longest series",
+    )
+    # Below the remote client's default timeout (60 s), so that it reads the server's 504.
+    request_timeout: float = Field(
+        default=50.0, gt=0, description="seconds a forecast request may take before a 504"
+    )
+    per_model: dict[str, ModelLimits] = Field(
+        default_factory=dict, description="limits of single models, over the ones above"
+    )
+    tls_cert_file: str | None = Field(default=None, description="PEM certificate (chain)")
+    tls_key_file: str | None = Field(default=None, description="PEM private key")
+    tls_client_ca_file: str | None = Field(
+        default=None, description="PEM CA bundle: clients must present a certificate it signed"
+    )
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> ModelServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file (--tls-cert and "
+                             "--tls-key), or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (--tls-client-ca) needs TLS: set "
+                             "tls_cert_file and tls_key_file (--tls-cert, --tls-key) too")
+        return self
 
 
 class LoggingSettings(_Section):
@@ -224,6 +265,10 @@ class AppConfig(_Section):
                 "pipelines import FILE` and remove them here, or set store.kind: file")
         if self.store.kind == "mongo" and not self.mongo.url:
             raise ValueError("store.kind is mongo: set mongo.url (mongodb://host:27017)")
+        for name in self.model_server.per_model:
+            if name not in self.models:
+                raise ValueError(f"model_server.per_model: unknown model {name!r}; configured "
+                                 f"models: {', '.join(sorted(self.models))}")
         seen: set[str] = set()
         for index, pipeline in enumerate(self.pipelines):
             if pipeline.name in seen:

@@ -72,6 +72,13 @@ class UnknownModel(ModelError):
     retryable = False
 
 
+class ModelRejected(ModelError):
+    """A model server refused the request itself (over its limits, invalid, or not
+    authorised): the same request is refused again on every try."""
+
+    retryable = False
+
+
 class FactoryError(ModelError, ConfigError):
     """A custom model's factory cannot be imported or called as configured: a model error
     (the model server answers 422) that retrying cannot fix, like a configuration error."""

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 import yaml
+from pydantic import ValidationError
 
 from openanomaly import __version__
 from openanomaly.bootstrap import (
@@ -24,7 +25,13 @@ from openanomaly.bootstrap import (
     check_prometheus_tls,
     password_hasher,
 )
-from openanomaly.config import CONFIG_ENV, AppConfig, load_config, load_pipelines_file
+from openanomaly.config import (
+    CONFIG_ENV,
+    AppConfig,
+    ModelServerSettings,
+    load_config,
+    load_pipelines_file,
+)
 from openanomaly.domain.errors import ConfigError, OpenAnomalyError
 from openanomaly.domain.redaction import redact
 from openanomaly.domain.store import Role
@@ -274,17 +281,49 @@ def demo(demo_config: Path | None, keep_running: bool, data_dir: Path | None) ->
 @cli.command("serve-model")
 @click.option("--host", default=None, help="Overrides model_server.host.")
 @click.option("--port", type=int, default=None, help="Overrides model_server.port (0: any free).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), default=None,
+              help="PEM certificate (chain) to serve HTTPS with; overrides "
+              "model_server.tls_cert_file.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), default=None,
+              help="Its PEM private key; overrides model_server.tls_key_file.")
+@click.option("--tls-client-ca", type=click.Path(dir_okay=False), default=None,
+              help="PEM CA bundle: only clients with a certificate it signed are served; "
+              "overrides model_server.tls_client_ca_file.")
+@click.option("--insecure", is_flag=True,
+              help="Serve other machines (a --host other than loopback) without a token or "
+              "client certificates.")
 @click.pass_context
 @_friendly_errors
-def serve_model(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve_model(ctx: click.Context, host: str | None, port: int | None, tls_cert: str | None,
+                tls_key: str | None, tls_client_ca: str | None, insecure: bool) -> None:
     """Serve the configured models over HTTP for remote engines (GPU machines).
 
     Endpoints: /v1/models, /v1/models/NAME/forecast, /healthz, /readyz, /metrics and the
-    OpenAPI description at /openapi.json. Stops on SIGINT or SIGTERM.
+    OpenAPI description at /openapi.json. Stops on SIGINT or SIGTERM. Refuses to listen
+    on an address other machines reach without model_server.token or --tls-client-ca,
+    unless --insecure.
     """
     from openanomaly.entrypoints.model_server import serve
 
-    serve(_config(ctx), host=host, port=port)
+    config = _with_model_server(_config(ctx), tls_cert_file=tls_cert, tls_key_file=tls_key,
+                                tls_client_ca_file=tls_client_ca)
+    serve(config, host=host, port=port, insecure=insecure)
+
+
+def _with_model_server(config: AppConfig, **options: str | None) -> AppConfig:
+    """``config`` with the model_server keys given on the command line, checked together
+    with the ones of the file (a certificate needs its key)."""
+    given = {key: value for key, value in options.items() if value is not None}
+    if not given:
+        return config
+    try:
+        settings = ModelServerSettings.model_validate(
+            {**config.model_server.model_dump(), **given})
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"].removeprefix("Value error, ")
+                             for error in exc.errors())
+        raise ConfigError(f"serve-model: {problems}") from None
+    return config.model_copy(update={"model_server": settings})
 
 
 @cli.group()

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -22,31 +23,40 @@ from openanomaly.domain.forecast import ForecastRequest
 CLI = [sys.executable, "-m", "openanomaly.entrypoints.cli"]
 TOKEN = "e2e-token"
 QUANTILES = (0.1, 0.5, 0.9)
-LISTENING = re.compile(r'msg="model server listening" url=(http://\S+)')
+LISTENING = re.compile(r'msg="model server listening" url=(https?://\S+)')
 
 
 class ServerProcess:
-    """A ``serve-model`` process on a free port; its log goes to a file, never a full pipe."""
+    """A ``serve-model`` process on a free port; its log goes to a file, never a full pipe.
 
-    def __init__(self, tmp: Path, preload: list[str]) -> None:
+    ``args`` go to serve-model; ``verify`` is how this side checks a TLS server.
+    """
+
+    def __init__(self, tmp: Path, preload: list[str], args: tuple[str, ...] = (),
+                 token: str | None = TOKEN, verify: ssl.SSLContext | bool = True) -> None:
         config = tmp / "config.yaml"
         config.write_text(
             "models:\n"
             "  fracast:\n    backend: fracast\n"
             "  seasonal_naive:\n    backend: seasonal_naive\n"
             "model_server:\n"
-            f"  token: {TOKEN}\n"
-            "  batch_wait_ms: 50\n"
+            + (f"  token: {token}\n" if token else "")
+            + "  batch_wait_ms: 50\n"
             f"  preload: [{', '.join(preload)}]\n"
         )
         self.log = tmp / "server.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [*CLI, "--config", str(config), "serve-model", "--port", "0"],
+                [*CLI, "--config", str(config), "serve-model", "--port", "0", *args],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
             )
-        self.url = self._wait_for_url()
-        self._wait_until_ready()
+        try:
+            # Listening on every interface, it is reached on the loopback one.
+            self.url = self._wait_for_url().replace("//0.0.0.0:", "//127.0.0.1:")
+            self._wait_until_ready(verify)
+        except BaseException:
+            self.stop()
+            raise
 
     def output(self) -> str:
         return self.log.read_text()
@@ -61,11 +71,11 @@ class ServerProcess:
             time.sleep(0.05)
         raise AssertionError(f"the server did not log its URL:\n{self.output()}")
 
-    def _wait_until_ready(self) -> None:
+    def _wait_until_ready(self, verify: ssl.SSLContext | bool) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", timeout=2, verify=verify).status_code == 200:
                     return
             except httpx.TransportError:
                 pass  # the socket is bound before the application starts

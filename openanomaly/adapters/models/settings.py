@@ -9,9 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 from openanomaly.domain.pipeline import Duration
+from openanomaly.domain.redaction import redact
 
 
 class _Settings(BaseModel):
@@ -98,13 +107,28 @@ class RemoteSettings(_Settings):
     )
     timeout: float = Field(default=60.0, gt=0, description="seconds per request")
     max_retries: int = Field(default=3, ge=0, description="retries on 5xx and errors")
+    tls_ca_file: str | None = Field(
+        default=None, description="PEM CA bundle that signed the server's certificate "
+        "(default: the system's CAs)")
+    tls_client_cert: str | None = Field(
+        default=None, description="PEM client certificate, for a server that requires one")
+    tls_client_key: str | None = Field(default=None, description="its PEM private key")
 
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+            raise ValueError(f"url must start with http:// or https://, got {redact(url)!r}")
         return url
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> RemoteSettings:
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise ValueError("set both tls_client_cert and tls_client_key, or neither")
+        tls = (self.tls_ca_file, self.tls_client_cert)
+        if any(setting is not None for setting in tls) and not self.url.startswith("https://"):
+            raise ValueError(f"tls_* settings need an https:// url, got {redact(self.url)!r}")
+        return self
 
 
 class CustomSettings(_TorchSettings):

@@ -31,6 +31,20 @@ n_quantiles], "dtype": "float64", "quantiles": [...], "model": name}``.
 Every other endpoint than /healthz and /readyz needs ``Authorization: Bearer <token>`` when
 ``model_server.token`` is set. Errors are ``{"error": "..."}`` with a 4xx or 5xx status.
 
+Limits, per request (keys of ``model_server``): ``max_horizon`` steps (422),
+``max_context_steps`` per series and ``max_context_values`` in all, every row counted at
+the longest row's length (413), and ``request_timeout`` seconds from the request's headers
+to its answer (504); ``model_server.per_model.NAME`` sets ``max_horizon``,
+``max_context_steps`` or ``request_timeout`` for one model. Context values must fit
+float32 (magnitude up to 3.4e38; 422), ``step_seconds`` must be at least 0.001, and a
+binary header may have at most 64 KiB.
+
+A request that times out is answered at once. If it still waits in its model's queue it
+is dropped and never reaches the model. If its engine call already runs, that call cannot
+be interrupted (a forward pass runs in a worker thread to its end): the model finishes it,
+the result is dropped, and requests queued behind it wait until then. ``max_horizon`` and
+``max_batch_series`` bound how long one engine call can take.
+
 Dynamic batching: concurrent requests for one model with the same horizon, quantiles and
 step are merged into one engine call. A request waits at most ``batch_wait_ms`` for company
 (or until ``max_batch_series`` series are queued); the merged contexts are left padded with
@@ -43,38 +57,41 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openanomaly import __version__
-from openanomaly.adapters.models.remote_engine import (
-    TENSOR_MEDIA_TYPE,
-    FrameError,
-    decode_frame,
-    encode_frame,
-)
 from openanomaly.bootstrap import model_server_engine
 from openanomaly.config import AppConfig
 from openanomaly.domain.errors import ConfigError, ModelError, UnknownModel
-from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
-from openanomaly.domain.series import FloatArray
+from openanomaly.domain.forecast import ForecastRequest
 from openanomaly.entrypoints.model_server.batching import ModelBatcher
+from openanomaly.entrypoints.model_server.errors import ApiError
+from openanomaly.entrypoints.model_server.limits import RequestLimits
 from openanomaly.entrypoints.model_server.metrics import Metrics
+from openanomaly.entrypoints.model_server.security import check_exposure, uvicorn_tls
+from openanomaly.entrypoints.model_server.wire import (
+    TENSOR_MEDIA_TYPE,
+    ErrorAnswer,
+    JsonForecastAnswer,
+    JsonForecastBody,
+    encode_json_answer,
+    encode_tensor_answer,
+    parse_json_body,
+    parse_tensor_body,
+)
 
 if TYPE_CHECKING:
     from openanomaly.adapters.models.local_engine import LocalModelEngine
@@ -90,137 +107,6 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 PADDING_INVARIANT_BACKENDS = frozenset({"fracast", "seasonal_naive"})
 
 
-class ApiError(Exception):
-    """An answer other than 200, with a message the client can act on."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-    def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.message}, status_code=self.status)
-
-
-# --- wire format -------------------------------------------------------------------------
-
-
-class ForecastParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    horizon: int = Field(ge=1, description="steps to forecast after the last context step")
-    quantiles: list[float] = Field(min_length=1, description="ascending levels in (0, 1)")
-    step_seconds: float = Field(gt=0, description="seconds between context steps")
-
-    @field_validator("quantiles")
-    @classmethod
-    def _levels(cls, levels: list[float]) -> list[float]:
-        if any(not 0.0 < q < 1.0 for q in levels):
-            raise ValueError(f"every quantile must be between 0 and 1 (exclusive), got {levels}")
-        if levels != sorted(set(levels)):
-            raise ValueError(f"quantiles must be ascending and distinct, got {levels}")
-        return levels
-
-
-class JsonForecastBody(ForecastParams):
-    context: list[list[float | None]] = Field(
-        description="one row per series, oldest step first, null in gaps; rows end together"
-    )
-
-
-class TensorHeader(ForecastParams):
-    shape: list[int]
-    dtype: Literal["float32", "float64"]
-
-
-class JsonForecastAnswer(BaseModel):
-    model: str
-    quantiles: list[float]
-    forecast: list[list[list[float | None]]] = Field(
-        description="forecast[series][step][quantile]; null where the model has no forecast"
-    )
-
-
-class ErrorAnswer(BaseModel):
-    error: str
-
-
-def parse_json_body(body: bytes) -> ForecastRequest:
-    try:
-        parsed = JsonForecastBody.model_validate_json(body)
-    except ValidationError as exc:
-        raise ApiError(422, _describe(exc)) from None
-    width = max((len(row) for row in parsed.context), default=0)
-    context = np.full((len(parsed.context), width), np.nan)
-    for index, row in enumerate(parsed.context):
-        if row:  # numpy turns None into NaN in a float array
-            context[index, width - len(row):] = np.asarray(row, dtype=np.float64)
-    return to_request(context, parsed)
-
-
-def parse_tensor_body(body: bytes) -> ForecastRequest:
-    try:
-        header, values = decode_frame(body)
-    except FrameError as exc:
-        raise ApiError(400, f"malformed {TENSOR_MEDIA_TYPE} body: {exc}") from None
-    try:
-        params = TensorHeader.model_validate(header)
-    except ValidationError as exc:
-        raise ApiError(422, f"tensor header: {_describe(exc)}") from None
-    if values.ndim != 2:
-        raise ApiError(400, f"tensor shape must be [n_series, n_steps], got {params.shape}")
-    return to_request(values, params)
-
-
-def to_request(context: FloatArray, params: ForecastParams) -> ForecastRequest:
-    if context.shape[0] == 0:
-        raise ApiError(400, "context has no series; send at least one row")
-    infinite = np.flatnonzero(np.isinf(context).any(axis=1))
-    if infinite.size:
-        raise ApiError(
-            400, f"context row {infinite[0]} holds an infinite value; send null (JSON) or NaN "
-            "(binary) for a missing value"
-        )
-    empty = np.flatnonzero(~np.isfinite(context).any(axis=1))
-    if empty.size:
-        others = f" (and {empty.size - 1} more rows)" if empty.size > 1 else ""
-        raise ApiError(
-            400, f"context row {empty[0]}{others} has no finite value; leave such series out "
-            "or send some of their history"
-        )
-    try:
-        return ForecastRequest(
-            context, params.horizon, tuple(params.quantiles), params.step_seconds
-        )
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-
-
-def encode_json_answer(model: str, forecast: QuantileForecast) -> bytes:
-    cells = forecast.values.astype(object)
-    cells[~np.isfinite(forecast.values)] = None
-    payload = {"model": model, "quantiles": list(forecast.quantiles), "forecast": cells.tolist()}
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
-
-
-def encode_tensor_answer(model: str, forecast: QuantileForecast) -> bytes:
-    return encode_frame({"quantiles": list(forecast.quantiles), "model": model}, forecast.values)
-
-
-def _describe(exc: ValidationError, limit: int = 5) -> str:
-    parts = []
-    for error in exc.errors()[:limit]:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        parts.append(f"{where.lstrip('.')}: {message}" if where else message)
-    if exc.error_count() > limit:
-        parts.append(f"and {exc.error_count() - limit} more problem(s)")
-    return "; ".join(parts)
-
-
-# --- the application -----------------------------------------------------------------------
-
-
 class ModelServer:
     """State of one server: the engine, its batchers, readiness and metrics."""
 
@@ -232,6 +118,7 @@ class ModelServer:
         self.loading: list[str] = list(dict.fromkeys(self.settings.preload))
         self.load_error: str | None = None
         self._batchers: dict[str, ModelBatcher] = {}
+        self.limits = {name: RequestLimits.of(self.settings, name) for name in engine.models}
 
     async def preload(self) -> None:
         for name in list(self.loading):
@@ -287,20 +174,33 @@ class ModelServer:
             raise ApiError(415, f"Content-Type {media!r} is not supported; send "
                                 f"{JSON_MEDIA_TYPE} or {TENSOR_MEDIA_TYPE}")
         binary = media.lower() == TENSOR_MEDIA_TYPE
+        limits = self.limits[name]
+        try:
+            async with asyncio.timeout(limits.request_timeout):
+                content = await self._answer(name, request, binary, limits)
+        except TimeoutError:
+            log.warning("forecast request timed out", extra={
+                "model": name, "limit_s": limits.request_timeout})
+            raise limits.timed_out() from None
+        return Response(content, media_type=TENSOR_MEDIA_TYPE if binary else JSON_MEDIA_TYPE)
+
+    async def _answer(self, name: str, request: Request, binary: bool,
+                      limits: RequestLimits) -> bytes:
         body = await self._read_body(request)
         parse = parse_tensor_body if binary else parse_json_body
         # Parsing and encoding megabytes of numbers would stall every other request.
-        forecast_request = await asyncio.to_thread(parse, body)
+        forecast_request = await asyncio.to_thread(parse, body, limits)
         self._check_answer_size(forecast_request)
         try:
+            # Cancelled by the time limit, the request leaves the model's queue (see the
+            # module docstring for an engine call already running).
             forecast = await self.batcher(name).forecast(forecast_request)
         except UnknownModel as exc:
             raise ApiError(404, str(exc)) from None
         except ModelError as exc:
             raise ApiError(422, str(exc)) from None
         encode = encode_tensor_answer if binary else encode_json_answer
-        content = await asyncio.to_thread(encode, name, forecast)
-        return Response(content, media_type=TENSOR_MEDIA_TYPE if binary else JSON_MEDIA_TYPE)
+        return await asyncio.to_thread(encode, name, forecast)
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
@@ -369,11 +269,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorAnswer, "description": "malformed body or a series without values"},
     401: {"model": ErrorAnswer, "description": "missing or wrong bearer token"},
     404: {"model": ErrorAnswer, "description": "unknown model; the message lists the known"},
-    413: {"model": ErrorAnswer, "description": "body over model_server.max_request_mb"},
+    413: {"model": ErrorAnswer, "description": "body over model_server.max_request_mb, or "
+          "context over max_context_steps or max_context_values"},
     415: {"model": ErrorAnswer, "description": "neither JSON nor the binary tensor framing"},
-    422: {"model": ErrorAnswer, "description": "invalid parameters, or quantiles the model "
-          "cannot forecast"},
+    422: {"model": ErrorAnswer, "description": "invalid parameters, horizon over "
+          "max_horizon, values beyond float32, or quantiles the model cannot forecast"},
     500: {"model": ErrorAnswer, "description": "unexpected failure (see the server log)"},
+    504: {"model": ErrorAnswer, "description": "took longer than model_server.request_timeout"},
 }
 
 
@@ -466,6 +368,11 @@ def create_app(config: AppConfig, engine: LocalModelEngine | None = None) -> Fas
                 schema.setdefault("components", {})["securitySchemes"] = {
                     "bearer": {"type": "http", "scheme": "bearer"}}
                 schema["security"] = [{"bearer": []}]
+            # The names this server answers for, so that clients (and generated tests) see them.
+            forecast_op = schema["paths"]["/v1/models/{name}/forecast"]["post"]
+            for parameter in forecast_op["parameters"]:
+                if parameter["name"] == "name":
+                    parameter["schema"]["enum"] = sorted(server.engine.models)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -473,17 +380,26 @@ def create_app(config: AppConfig, engine: LocalModelEngine | None = None) -> Fas
     return app
 
 
-def serve(config: AppConfig, host: str | None = None, port: int | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; in-flight requests finish first."""
+def serve(config: AppConfig, host: str | None = None, port: int | None = None,
+          insecure: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM; in-flight requests finish first.
+
+    Refuses (ConfigError) a host other machines reach when no token or client certificate
+    authenticates clients, unless ``insecure``.
+    """
     import uvicorn
 
     settings = config.model_server
     host = host or settings.host
     port = settings.port if port is None else port
+    check_exposure(settings, host, insecure)
+    tls = uvicorn_tls(settings)
     sock = _listen(host, port)
     bound_port = sock.getsockname()[1]
-    url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_config=None, access_log=False))
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{bound_port}"
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_config=None,
+                                           access_log=False, **tls))
     logging.getLogger("uvicorn.error").addFilter(_drop_color_message)
     received: list[str] = []
 
@@ -495,7 +411,9 @@ def serve(config: AppConfig, host: str | None = None, port: int | None = None) -
     previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     log.info("model server listening", extra={
         "url": url, "models": ",".join(sorted(config.models)),
-        "auth": settings.token is not None, "batch_wait_ms": settings.batch_wait_ms})
+        "auth": settings.token is not None, "tls": bool(tls),
+        "client_certs": settings.tls_client_ca_file is not None,
+        "batch_wait_ms": settings.batch_wait_ms})
     try:
         server.run(sockets=[sock])
     finally:

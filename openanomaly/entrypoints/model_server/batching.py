@@ -38,7 +38,9 @@ class ModelBatcher:
     """Merges concurrent requests for one model into shared engine calls, one call at a time.
 
     One call at a time per model keeps a GPU's memory to one batch; requests that arrive
-    while a call runs gather for the next one.
+    while a call runs gather for the next one. A request whose caller stopped waiting (its
+    future is cancelled) is dropped before its call starts; a call that runs is not
+    interrupted.
     """
 
     def __init__(
@@ -92,7 +94,10 @@ class ModelBatcher:
             self._running = self._take()
             try:
                 for group in self._groups(self._running):
-                    await self._run(group)
+                    # Requests that timed out while an earlier group ran have left.
+                    waiting = [job for job in group if not job.future.done()]
+                    if waiting:
+                        await self._run(waiting)
             finally:
                 self._running = []
 
@@ -154,7 +159,8 @@ class ModelBatcher:
             log.warning("merged batch failed; running its requests one by one",
                         extra={"model": self.model, "requests": len(jobs), "error": repr(exc)})
             for job in jobs:
-                await self._run([job])
+                if not job.future.done():
+                    await self._run([job])
             return
         self._metrics.observe_batch(self.model, len(jobs), series, time.perf_counter() - started)
         row = 0
