@@ -232,6 +232,13 @@ def recent_minutes(metric, hours=3, spike_at=-10):
     return Series.of({"__name__": metric, "job": "api-test"}, stamps, values)
 
 
+def spike_slot(source, spike_at=-10, schedule_ms=300_000):
+    """The scheduled slot (Unix seconds) whose check window holds ``recent_minutes``'s
+    spike: the first slot at or after it."""
+    spike = int(source.timestamps_ms[spike_at])
+    return str(-(-spike // schedule_ms) * schedule_ms // 1000)
+
+
 def test_a_preview_shows_band_scores_and_alarms_without_writing(people, prom_client, unique):
     metric = unique("api_preview")
     prom_client.write([recent_minutes(metric)])
@@ -260,7 +267,8 @@ def test_a_preview_shows_band_scores_and_alarms_without_writing(people, prom_cli
 
 def test_run_writes_one_slot_now(people, prom_client, unique):
     metric = unique("api_run")
-    prom_client.write([recent_minutes(metric)])
+    source = recent_minutes(metric)
+    prom_client.write([source])
     spec = {"name": "live", "query": metric, "model": "seasonal_naive", "step": "1m",
             "context": "1h", "schedule": "5m"}
     assert call("post", "/api/pipelines", people["editor"], spec).status_code == 201
@@ -273,7 +281,7 @@ def test_run_writes_one_slot_now(people, prom_client, unique):
 
     # The slot whose window holds the spike, then the anomaly it wrote, read back.
     assert call("post", "/api/pipelines/live/run", people["editor"],
-                {"at": "now-8m"}).json()["anomalous_points"] >= 1
+                {"at": spike_slot(source)}).json()["anomalous_points"] >= 1
     found = call("get", "/api/pipelines/live/anomalies?hours=1", people["viewer"]).json()
     assert found and found[0]["score"] > 1 and found[0]["labels"]["job"] == "api-test"
 

@@ -15,20 +15,23 @@ from tests.integration.test_api import (  # noqa: F401  (fixtures)
     people,
     recent_minutes,
     signed_in_browser,
+    spike_slot,
 )
 
 
 def test_the_list_shows_status_last_anomaly_and_a_score_sparkline(
         people, prom_client, unique):  # noqa: F811
     metric = unique("ui_list")
-    prom_client.write([recent_minutes(metric)])
+    source = recent_minutes(metric)
+    prom_client.write([source])
     editor = people["editor"]
     for name, query in (("spiky", metric), ("broken", "rate(up[5m]"), ("idle", metric)):
         spec = {"name": name, "query": query, "model": "seasonal_naive", "step": "1m",
                 "context": "1h", "schedule": "5m"}
         assert call("post", "/api/pipelines", editor, spec).status_code == 201
     # The slot whose window holds the spike, then a failing run; idle never runs.
-    assert call("post", "/api/pipelines/spiky/run", editor, {"at": "now-8m"}).status_code == 200
+    assert call("post", "/api/pipelines/spiky/run", editor,
+                {"at": spike_slot(source)}).status_code == 200
     assert call("post", "/api/pipelines/broken/run", editor, {}).status_code == 422
     call("post", "/api/pipelines/idle/disable", editor, {"version": 1})
 
