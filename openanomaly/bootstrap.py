@@ -30,6 +30,7 @@ from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
 from openanomaly.adapters.scheduler.sqlite_ledger import SqliteSlotLedger
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
 from openanomaly.adapters.tsdb.local_prometheus import free_port as free_port
+from openanomaly.adapters.tsdb.local_prometheus import stop_with_parent as stop_with_parent
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.adapters.tsdb.tls import tls_context
 from openanomaly.config import AppConfig, load_config

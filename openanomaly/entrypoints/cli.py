@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -635,6 +636,8 @@ def _selector(labels: dict[str, str]) -> str:
 
 
 def main() -> None:
+    # `kill -USR1 PID` prints every thread's stack to stderr: a hung process explains itself.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     cli(obj={})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -170,12 +171,17 @@ def keep_serving(config: AppConfig, prometheus_url: str, run_states: list[RunSta
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    click.echo(f"\nPrometheus keeps running at {prometheus_url}.")
-    click.echo(f"The web UI runs at {url}: sign in as {ADMIN} with the one-time password "
-               f"{password}")
-    click.echo("Ctrl-C to stop.")
-    sys.stdout.flush()
+    # Ctrl-C and SIGTERM (a container stopping) end the demo; installed explicitly, since a
+    # process started in the background by a shell inherits SIGINT ignored.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _interrupt)
     try:
+        # Inside the try: Ctrl-C right after the password is printed still stops the UI.
+        click.echo(f"\nPrometheus keeps running at {prometheus_url}.")
+        click.echo(f"The web UI runs at {url}: sign in as {ADMIN} with the one-time password "
+                   f"{password}")
+        click.echo("Ctrl-C to stop.")
+        sys.stdout.flush()
         while process.poll() is None:
             time.sleep(1)
     except KeyboardInterrupt:
@@ -186,7 +192,12 @@ def keep_serving(config: AppConfig, prometheus_url: str, run_states: list[RunSta
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_report(detections: list[Detection], alarms: dict[str, tuple[int, int]],

@@ -13,7 +13,13 @@ from pathlib import Path
 import httpx
 import yaml
 
-from openanomaly.bootstrap import build_store, build_user_store, free_port, password_hasher
+from openanomaly.bootstrap import (
+    build_store,
+    build_user_store,
+    free_port,
+    password_hasher,
+    stop_with_parent,
+)
 from openanomaly.config import AppConfig
 from openanomaly.domain.errors import ConfigError
 from openanomaly.domain.run_state import RunState
@@ -44,9 +50,13 @@ def start_ui(demo: AppConfig, prometheus_url: str, folder: Path,
     create_user(build_user_store(ui), password_hasher(), ADMIN, "admin", password)
     config_file = folder / "api.yaml"
     config_file.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(config_file),
-         "api", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Its log goes to a file: a pipe nobody reads would block the server once it is full.
+    log_path = folder / "api.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(config_file),
+             "api", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=log, text=True,
+            preexec_fn=stop_with_parent)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -57,6 +67,7 @@ def start_ui(demo: AppConfig, prometheus_url: str, folder: Path,
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            _, errors = process.communicate()
-            raise ConfigError(f"the demo's web UI did not start: {errors.strip()[-500:]}")
+            process.wait()
+            errors = log_path.read_text(errors="replace").strip()[-500:]
+            raise ConfigError(f"the demo's web UI did not start: {errors}")
         time.sleep(0.2)

@@ -52,9 +52,9 @@ def _config(scrape_interval: str, out_of_order_time_window: str) -> str:
     )
 
 
-def _stop_with_parent() -> None:
-    """In the child before exec: on Linux, SIGTERM when the process that started this
-    Prometheus dies, even by SIGKILL (a killed demo or test leaves no server behind)."""
+def stop_with_parent() -> None:
+    """``preexec_fn`` of a helper process: on Linux, it gets SIGTERM when the process that
+    started it dies, even by SIGKILL (a killed demo or test leaves no server behind)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -141,7 +141,7 @@ class LocalPrometheus:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_stop_with_parent,
+                preexec_fn=stop_with_parent,
             )
 
     def _wait_ready(self) -> None:
