@@ -28,6 +28,7 @@ from openanomaly.adapters.models.registry import check_available
 from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
 from openanomaly.adapters.scheduler.sqlite_ledger import SqliteSlotLedger
+from openanomaly.adapters.telemetry import HealthServer, PrometheusTelemetry
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
 from openanomaly.adapters.tsdb.local_prometheus import free_port as free_port
 from openanomaly.adapters.tsdb.local_prometheus import stop_with_parent as stop_with_parent
@@ -43,6 +44,7 @@ from openanomaly.ports import (
     RunLog,
     Scheduler,
     SlotLedger,
+    Telemetry,
     TSDBClient,
     UserStore,
 )
@@ -69,6 +71,8 @@ class App:
     tsdb: TSDBClient
     engine: ModelEngine
     store: ConfigStore
+    telemetry: Telemetry | None = None
+    """Self-monitoring of this process's runs (the embedded service sets it)."""
 
     @property
     def run_log(self) -> RunLog | None:
@@ -77,7 +81,7 @@ class App:
 
     def run(self, spec: PipelineSpec, at_ms: int) -> RunResult:
         return run_status.recorded(self.run_log, spec.name, at_ms, lambda: runs.run_pipeline(
-            spec, at_ms, self.tsdb, self.engine))
+            spec, at_ms, self.tsdb, self.engine), telemetry=self.telemetry)
 
     def backfill(
         self, spec: PipelineSpec, start_ms: int, end_ms: int,
@@ -94,11 +98,30 @@ class App:
                                  retry_backoff_max=settings.retry_backoff_max,
                                  ledger=ledger,
                                  catch_up_horizon_ms=int(settings.catch_up_horizon * 1000),
-                                 retry_window_s=settings.retry_window)
+                                 retry_window_s=settings.retry_window,
+                                 telemetry=self.telemetry)
+
+    def ready(self) -> None:
+        """Raises unless the database and the store answer (/readyz)."""
+        self.tsdb.ping()
+        self.store.list_pipelines()
 
     def close(self) -> None:
         _close(self.tsdb)
         _close(self.engine)
+
+
+def build_telemetry() -> PrometheusTelemetry:
+    return PrometheusTelemetry()
+
+
+def health_server(config: AppConfig, telemetry: PrometheusTelemetry,
+                  ready: Callable[[], None]) -> HealthServer | None:
+    """/metrics, /healthz and /readyz on ``metrics.host:port``; None when switched off."""
+    if config.metrics.port is None:
+        return None
+    return HealthServer(telemetry.registry, ready, config.metrics.host,
+                        config.metrics.port).start()
 
 
 def build_store(config: AppConfig) -> PipelineStore:

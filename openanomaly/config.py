@@ -218,6 +218,15 @@ class LoggingSettings(_Section):
     format: Literal["logfmt", "json"] = "logfmt"
 
 
+class MetricsSettings(_Section):
+    """The service's own /metrics, /healthz and /readyz, for processes without an HTTP
+    server of their own (the embedded `run`)."""
+
+    host: str = Field(default="127.0.0.1", description="0.0.0.0 to be scraped from elsewhere")
+    port: int | None = Field(default=9464, ge=0, le=65535,
+                             description="0: any free port (logged); null: no endpoint")
+
+
 class AppConfig(_Section):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
@@ -231,6 +240,7 @@ class AppConfig(_Section):
     store: StoreSettings = Field(default_factory=StoreSettings)
     django: DjangoSettings = Field(default_factory=DjangoSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     model_server: ModelServerSettings = Field(default_factory=ModelServerSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     # The files this configuration was read from, so a store can reload its pipelines

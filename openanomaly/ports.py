@@ -10,13 +10,15 @@
 | UserStore     | adapters.config.mongo_store.MongoStore                           |
 | Scheduler     | adapters.scheduler.embedded.EmbeddedScheduler (Celery beat runs  |
 |               | the distributed schedule: adapters.scheduler.redbeat_leader)     |
-| SlotLedger    | adapters.scheduler.slot_ledger.RedisSlotLedger                   |
+| SlotLedger    | adapters.scheduler.slot_ledger.RedisSlotLedger,                  |
+|               | adapters.scheduler.sqlite_ledger.SqliteSlotLedger (embedded)     |
 | RunLog        | every store above (the YAML store keeps it in this process only) |
+| Telemetry     | adapters.telemetry.PrometheusTelemetry                           |
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from openanomaly.domain.detection import StoredScoreStats
@@ -85,6 +87,29 @@ class ConfigStore(Protocol):
     def refresh(self) -> bool:
         """Pick up changes made since the last call; True when the pipelines changed.
         Lets a scheduler react at once instead of at its next periodic sync."""
+        ...
+
+
+class Telemetry(Protocol):
+    """What a process reports about its own work (self-monitoring): the runs it made, where
+    their time went, how late they started and which slots it caught up or gave up."""
+
+    def observe_run(self, pipeline: str, outcome: str, seconds: float,
+                    stage_seconds: Mapping[str, float], series: int,
+                    samples_written: int) -> None:
+        """``outcome``: the run's status (ok, partial, ...) or ``failed``."""
+        ...
+
+    def observe_error(self, component: str, kind: str) -> None:
+        """A failure of ``component`` (tsdb, model, store, run) of type ``kind``."""
+        ...
+
+    def observe_lag(self, pipeline: str, seconds: float) -> None:
+        """How late a scheduled run started against its slot plus delay."""
+        ...
+
+    def observe_slots(self, pipeline: str, caught_up: int, missed: int) -> None:
+        """Slots run late to catch up, and slots beyond the horizon never run."""
         ...
 
 

@@ -50,3 +50,10 @@ def own_slot_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's `openanomaly run` keeps its completed slots in its own folder, not in
     the working directory shared by every test."""
     monkeypatch.setenv("OPENANOMALY__SCHEDULER__LEDGER_PATH", str(tmp_path / "slots.db"))
+
+
+@pytest.fixture(autouse=True)
+def any_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each `openanomaly run` a test starts serves its metrics on a free port, so that
+    several can run side by side."""
+    monkeypatch.setenv("OPENANOMALY__METRICS__PORT", "0")

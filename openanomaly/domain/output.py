@@ -14,6 +14,9 @@ ANOMALY_SCORE = "anomaly_score"
 # The interval score before calibration, kept so later runs can calibrate against it.
 RAW_SCORE = "raw_score"
 YHAT = "yhat"
+# The actual value each score was computed against: dashboards plot it beside the band
+# without repeating the pipeline's query.
+ACTUAL = "y"
 YHAT_LOWER = "yhat_lower"
 YHAT_UPPER = "yhat_upper"
 FORECAST = "forecast"

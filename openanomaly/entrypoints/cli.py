@@ -21,9 +21,11 @@ from openanomaly import __version__
 from openanomaly.bootstrap import (
     bootstrap,
     build_store,
+    build_telemetry,
     build_user_store,
     check_models_installed,
     check_prometheus_tls,
+    health_server,
     password_hasher,
 )
 from openanomaly.config import (
@@ -169,7 +171,8 @@ def _check_connection(config: AppConfig) -> None:
 def run(ctx: click.Context) -> None:
     """Run every enabled pipeline on its schedule, in this process, until stopped.
 
-    SIGINT or SIGTERM stops the scheduler; running pipelines finish first.
+    SIGINT or SIGTERM stops the scheduler; running pipelines finish first. The service's
+    own metrics, /healthz and /readyz are served on metrics.host:metrics.port.
     """
     config = _config(ctx)
     if config.scheduler.kind == "celery":
@@ -178,6 +181,14 @@ def run(ctx: click.Context) -> None:
                           "`openanomaly worker` instead of `openanomaly run`, or set "
                           "scheduler.kind: embedded")
     app = bootstrap(config)
+    app.telemetry = telemetry = build_telemetry()
+    try:
+        endpoint = health_server(config, telemetry, app.ready)
+    except OSError as exc:
+        app.close()
+        raise ConfigError(f"metrics endpoint {config.metrics.host}:{config.metrics.port}: "
+                          f"{exc.strerror}; set metrics.port to a free port (0: any) or "
+                          "null") from None
     scheduler = app.scheduler()
 
     def stop(signum: int, _frame: object) -> None:
@@ -189,6 +200,8 @@ def run(ctx: click.Context) -> None:
     try:
         scheduler.run(app.run)
     finally:
+        if endpoint is not None:
+            endpoint.close()
         app.close()
 
 

@@ -6,9 +6,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from openanomaly.domain.errors import ModelError, TSDBError
 from openanomaly.domain.redaction import redact
 from openanomaly.domain.run_state import RunState, after_failure, after_success
-from openanomaly.ports import RunLog
+from openanomaly.ports import RunLog, Telemetry
 from openanomaly.services.runs import RunResult
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,10 @@ def _now_ms() -> int:
 
 
 def recorded(run_log: RunLog | None, pipeline: str, slot_ms: int,
-             run: Callable[[], RunResult], clock: Callable[[], int] = _now_ms) -> RunResult:
-    """``run()``, with its outcome, duration and error recorded in ``run_log``.
+             run: Callable[[], RunResult], clock: Callable[[], int] = _now_ms,
+             telemetry: Telemetry | None = None) -> RunResult:
+    """``run()``, with its outcome, duration and error recorded in ``run_log`` and counted
+    by ``telemetry``.
 
     The run's own error propagates unchanged; a store that cannot take the record only
     costs a warning, never the run that already wrote its outputs.
@@ -32,11 +35,26 @@ def recorded(run_log: RunLog | None, pipeline: str, slot_ms: int,
         error = redact(f"{type(exc).__name__}: {exc}")
         _record(run_log, pipeline, lambda previous: after_failure(
             previous, pipeline, slot_ms, clock(), time.monotonic() - started, error))
+        if telemetry is not None:
+            telemetry.observe_run(pipeline, "failed", time.monotonic() - started, {}, 0, 0)
+            telemetry.observe_error(_component(exc), type(exc).__name__)
         raise
+    if telemetry is not None:
+        telemetry.observe_run(pipeline, result.status, result.seconds, result.stage_seconds,
+                              result.series, result.samples_written)
     _record(run_log, pipeline, lambda previous: after_success(
         previous, pipeline, slot_ms, clock(), result.seconds, result.series,
         result.anomalous_points, result.max_score, result.status))
     return result
+
+
+def _component(error: BaseException) -> str:
+    """Which part failed, for the errors metric."""
+    if isinstance(error, TSDBError):
+        return "tsdb"
+    if isinstance(error, ModelError):
+        return "model"
+    return "run"
 
 
 def _record(run_log: RunLog | None, pipeline: str,

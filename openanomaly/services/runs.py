@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -20,6 +21,7 @@ from openanomaly.domain.detection import ScoreHistory
 from openanomaly.domain.errors import DuplicateSamples, OutOfOrderSamples, TooManySeries
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.output import (
+    ACTUAL,
     ANOMALY_SCORE,
     FORECAST,
     RAW_SCORE,
@@ -59,6 +61,9 @@ class RunResult:
     samples_written: int = 0
     seconds: float = 0.0
     anomalous_series: list[dict[str, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Where the run's time went: query, history (calibration read-back), inference,
+    scoring, write."""
 
 
 @dataclass
@@ -145,7 +150,7 @@ def check_slots(
     # A window without one actual value: the source stopped, and nothing is scored.
     has_actual: np.ndarray = np.asarray(np.isfinite(actuals).any(axis=1))
     usable = forecast_ok & has_actual
-    outputs = [(YHAT, checked.yhat)]
+    outputs = [(ACTUAL, actuals), (YHAT, checked.yhat)]
     if checked.calibrated:
         outputs.append((RAW_SCORE, checked.raw))
     outputs += [(ANOMALY_SCORE, checked.score), (YHAT_LOWER, checked.lower),
@@ -206,10 +211,12 @@ def run_pipeline(
     mode = mode or spec.mode
     at = slot_of(spec, at_ms)
     result = RunResult(spec.name, at)
+    stages = result.stage_seconds
     check = mode in (Mode.anomaly, Mode.both)
     ahead = mode in (Mode.forecast, Mode.both) and spec.output.write_future
     span = spec.context_steps + (spec.window_steps if check else 0) - 1
-    batch = fetch(spec, tsdb, at - span * spec.step_ms, at)
+    with _stage(stages, "query"):
+        batch = fetch(spec, tsdb, at - span * spec.step_ms, at)
     result.series = batch.n_series
     if batch.n_series == 0:
         result.status = "no_data"
@@ -219,20 +226,29 @@ def run_pipeline(
     end = batch.timestamps_ms.size - 1
     labels = labels_of(spec, batch)
     outputs: list[Series] = []
+    timed = _TimedEngine(engine, stages)
+    checking = time.perf_counter()
     if check:
         window_start = int(batch.timestamps_ms[end - spec.window_steps + 1])
-        checked = check_slots(
-            spec, engine, batch, [end], labels,
-            history=lambda _raw: stored_history(spec, tsdb, labels, window_start))
+
+        def history(_raw: object) -> ScoreHistory:
+            with _stage(stages, "history"):
+                return stored_history(spec, tsdb, labels, window_start)
+
+        checked = check_slots(spec, timed, batch, [end], labels, history=history)
         outputs += checked.series
         summarise(result, checked, batch, spec)
     if ahead:
-        outputs += forecast_ahead(spec, engine, batch, end, labels)
+        outputs += forecast_ahead(spec, timed, batch, end, labels)
+    # Scoring: the check and the output building, without the model and the read-back.
+    stages["scoring"] = max(0.0, time.perf_counter() - checking - stages.get("inference", 0.0)
+                            - stages.get("history", 0.0))
     if result.stale == result.series:
         result.status = "stale"
     elif result.skipped or result.stale:
         result.status = "partial"
-    write(spec, tsdb, outputs, result)
+    with _stage(stages, "write"):
+        write(spec, tsdb, outputs, result)
     result.seconds = round(time.perf_counter() - started, 3)
     log.info("run finished", extra={
         "pipeline": spec.name, "at": at, "mode": str(mode), "status": result.status,
@@ -240,6 +256,26 @@ def run_pipeline(
         "anomalous_points": result.anomalous_points, "samples": result.samples_written,
         "seconds": result.seconds})
     return result
+
+
+@contextmanager
+def _stage(stages: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - started
+
+
+class _TimedEngine:
+    """The engine, with the time spent in it added to ``stages["inference"]``."""
+
+    def __init__(self, engine: ModelEngine, stages: dict[str, float]) -> None:
+        self.engine, self.stages = engine, stages
+
+    def forecast(self, model: str, request: ForecastRequest) -> QuantileForecast:
+        with _stage(self.stages, "inference"):
+            return self.engine.forecast(model, request)
 
 
 def slot_of(spec: PipelineSpec, at_ms: int) -> int:

@@ -12,7 +12,7 @@ from openanomaly.adapters.http_retry import full_jitter
 from openanomaly.domain.errors import OpenAnomalyError, is_retryable
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.slots import latest_due, plan_catch_up
-from openanomaly.ports import ConfigStore, RunPipeline, SlotLedger
+from openanomaly.ports import ConfigStore, RunPipeline, SlotLedger, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,9 @@ class EmbeddedScheduler:
         self, store: ConfigStore, max_workers: int = 2, clock: Callable[[], int] = _now_ms,
         tick_seconds: float = 1.0, max_retries: int = 5, retry_backoff_max: float = 300.0,
         ledger: SlotLedger | None = None, catch_up_horizon_ms: int = 3_600_000,
-        retry_window_s: float = 60.0,
+        retry_window_s: float = 60.0, telemetry: Telemetry | None = None,
     ) -> None:
+        self.telemetry = telemetry
         self.store = store
         self.max_workers = max_workers
         self.max_retries = max_retries
@@ -116,6 +117,8 @@ class EmbeddedScheduler:
         if len(plan.slots) > 1:
             log.info("catching up missed slots", extra={
                 "pipeline": spec.name, "slots": len(plan.slots), "oldest": plan.slots[0]})
+        if self.telemetry is not None:
+            self.telemetry.observe_slots(spec.name, max(0, len(plan.slots) - 1), plan.skipped)
         return plan.slots
 
     def _run_slots(self, run_pipeline: RunPipeline, spec: PipelineSpec,
@@ -124,6 +127,9 @@ class EmbeddedScheduler:
         for slot in slots:
             if self._stop.is_set():
                 return
+            if self.telemetry is not None:
+                self.telemetry.observe_lag(spec.name,
+                                           (self.clock() - slot - spec.delay_ms) / 1000)
             error = self._guarded(run_pipeline, spec, slot)
             if self.ledger is None:
                 continue
