@@ -245,7 +245,7 @@ def assert_written_once_and_complete(s: Setup, task_id: str) -> None:
     expected, samples = clean_run(s)
     names = {dict(key)["__name__"] for key in expected}
     assert names == {f"openanomaly_{m}" for m in (
-        "anomaly_score", "raw_score", "yhat", "yhat_lower", "yhat_upper", "forecast")}
+        "y", "anomaly_score", "raw_score", "yhat", "yhat_lower", "yhat_upper", "forecast")}
     assert len([k for k in expected if dict(k)["__name__"] == "openanomaly_forecast"]) == 9
     stored = raw_samples(s)
     assert set(stored) == set(expected), "the same output series, no more, no fewer"
