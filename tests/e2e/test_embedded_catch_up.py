@@ -87,7 +87,7 @@ def test_no_slot_is_lost_to_a_prometheus_restart_or_a_killed_service(tmp_path):
             service.wait(30)
             writer.halt.set()
             log.close()
-        done = sorted(int(slot) for (slot,) in ledger._db().execute(
+        done = sorted(int(slot) for (slot,) in ledger.file.connection().execute(
             "SELECT slot FROM done WHERE pipeline = 'quick'"))
         last = ledger.last_completed("quick")
         expected = list(range(done[0], last + 1, STEP_MS))

@@ -31,7 +31,6 @@ def quiet(function, *args, **kwargs):
 
 @st.composite
 def forecasts(draw, shape):
-    _n, _steps = shape
     median = draw(arrays(np.float64, shape, elements=FINITE))
     below = draw(arrays(np.float64, shape, elements=st.floats(0, 1e300)))
     above = draw(arrays(np.float64, shape, elements=st.floats(0, 1e300)))

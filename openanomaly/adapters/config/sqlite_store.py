@@ -9,16 +9,13 @@ WAL mode lets readers go on while one writer commits.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from openanomaly.adapters.config.versioned_store import VersionedStore
+from openanomaly.adapters.sqlite_file import SqliteFile
 from openanomaly.domain.errors import (
     AlreadyExists,
     UnknownUser,
@@ -59,77 +56,49 @@ def _now_ms() -> int:
 
 class SqliteStore(VersionedStore):
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connection().executescript(_SCHEMA)
+        self.file = SqliteFile(path, pragmas=["foreign_keys=ON"], rows_by_name=True)
+        self.path = self.file.path
+        self.file.connection().executescript(_SCHEMA)
         self._seen_changes = self._changes()
         self.close()  # threads (and forked workers) open their own when they need one
-
-    # -- connections ------------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        # One connection per thread and process: sqlite3 connections must cross neither.
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None or self._local.pid != os.getpid():
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.row_factory = sqlite3.Row
-            self._local.db, self._local.pid = db, os.getpid()
-        return db
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     @staticmethod
     def _changed(db: sqlite3.Connection) -> None:
         db.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
 
     def _changes(self) -> int:
-        row = self._connection().execute(
+        row = self.file.connection().execute(
             "SELECT value FROM meta WHERE key = 'changes'").fetchone()
         return int(row["value"])
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self.file.close()
 
     # -- RunLog -----------------------------------------------------------------------
 
     def record_run(self, state: RunState) -> None:
         # Not a pipeline change: the change counter stays, so schedulers do not reload.
-        self._connection().execute(
+        self.file.connection().execute(
             "INSERT INTO run_states VALUES (?, ?) ON CONFLICT (pipeline) "
             "DO UPDATE SET state = excluded.state", (state.pipeline, json.dumps(state.as_json())))
 
     def run_state(self, pipeline: str) -> RunState | None:
-        row = self._connection().execute(
+        row = self.file.connection().execute(
             "SELECT state FROM run_states WHERE pipeline = ?", (pipeline,)).fetchone()
         return None if row is None else RunState.from_json(json.loads(row["state"]))
 
     def run_states(self) -> dict[str, RunState]:
-        rows = self._connection().execute("SELECT pipeline, state FROM run_states").fetchall()
+        rows = self.file.connection().execute("SELECT pipeline, state FROM run_states").fetchall()
         return {row["pipeline"]: RunState.from_json(json.loads(row["state"])) for row in rows}
 
     # -- PipelineStore ----------------------------------------------------------------
 
     def list_stored(self) -> list[StoredPipeline]:
-        rows = self._connection().execute("SELECT * FROM pipelines ORDER BY name").fetchall()
+        rows = self.file.connection().execute("SELECT * FROM pipelines ORDER BY name").fetchall()
         return [_pipeline(row) for row in rows]
 
     def get_stored(self, name: str) -> StoredPipeline:
-        row = self._connection().execute(
+        row = self.file.connection().execute(
             "SELECT * FROM pipelines WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise self._unknown(name)
@@ -138,7 +107,7 @@ class SqliteStore(VersionedStore):
     def create(self, spec: PipelineSpec) -> StoredPipeline:
         stored = StoredPipeline(spec, 1, _now_ms())
         try:
-            with self._transaction() as db:
+            with self.file.transaction() as db:
                 db.execute("INSERT INTO pipelines VALUES (?, ?, ?, ?, ?)",
                            (spec.name, 1, SCHEMA_VERSION, stored.updated_ms,
                             json.dumps(pipeline_document(spec))))
@@ -149,7 +118,7 @@ class SqliteStore(VersionedStore):
 
     def update(self, spec: PipelineSpec, version: int) -> StoredPipeline:
         stored = StoredPipeline(spec, version + 1, _now_ms())
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             done = db.execute(
                 "UPDATE pipelines SET version = ?, schema = ?, updated_ms = ?, spec = ? "
                 "WHERE name = ? AND version = ?",
@@ -161,7 +130,7 @@ class SqliteStore(VersionedStore):
         return stored
 
     def delete(self, name: str, version: int | None = None) -> None:
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             done = db.execute(
                 "DELETE FROM pipelines WHERE name = ? AND (? IS NULL OR version = ?)",
                 (name, version, version))
@@ -171,12 +140,12 @@ class SqliteStore(VersionedStore):
             self._changed(db)
 
     def _version_of(self, name: str) -> int | None:
-        row = self._connection().execute(
+        row = self.file.connection().execute(
             "SELECT version FROM pipelines WHERE name = ?", (name,)).fetchone()
         return None if row is None else int(row["version"])
 
     def _names(self) -> list[str]:
-        return [row["name"] for row in self._connection().execute(
+        return [row["name"] for row in self.file.connection().execute(
             "SELECT name FROM pipelines ORDER BY name")]
 
     # -- UserStore --------------------------------------------------------------------
@@ -184,7 +153,7 @@ class SqliteStore(VersionedStore):
     def create_user(self, name: str, role: Role, password_hash: str) -> User:
         user = User(name, Role(role), password_hash, _now_ms())
         try:
-            with self._transaction() as db:
+            with self.file.transaction() as db:
                 db.execute("INSERT INTO users VALUES (?, ?, ?, ?)",
                            (name, str(user.role), password_hash, user.created_ms))
         except sqlite3.IntegrityError:
@@ -192,7 +161,7 @@ class SqliteStore(VersionedStore):
         return user
 
     def get_user(self, name: str) -> User:
-        row = self._connection().execute(
+        row = self.file.connection().execute(
             "SELECT * FROM users WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise UnknownUser(f"unknown user {name!r}")
@@ -200,11 +169,11 @@ class SqliteStore(VersionedStore):
 
     def list_users(self) -> list[User]:
         return [_user(row) for row in
-                self._connection().execute("SELECT * FROM users ORDER BY name")]
+                self.file.connection().execute("SELECT * FROM users ORDER BY name")]
 
     def update_user(self, name: str, role: Role | None = None,
                     password_hash: str | None = None) -> User:
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             done = db.execute(
                 "UPDATE users SET role = coalesce(?, role), "
                 "password_hash = coalesce(?, password_hash) WHERE name = ?",
@@ -214,14 +183,14 @@ class SqliteStore(VersionedStore):
         return self.get_user(name)
 
     def delete_user(self, name: str) -> None:
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             if db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise UnknownUser(f"unknown user {name!r}")
 
     def add_token(self, user: str, name: str, token_hash: str) -> ApiToken:
         token = ApiToken(uuid.uuid4().hex, user, name, token_hash, _now_ms())
         try:
-            with self._transaction() as db:
+            with self.file.transaction() as db:
                 db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)",
                            (token.id, user, name, token_hash, token.created_ms))
         except sqlite3.IntegrityError:
@@ -231,23 +200,23 @@ class SqliteStore(VersionedStore):
         return token
 
     def token_by_hash(self, token_hash: str) -> ApiToken | None:
-        row = self._connection().execute(
+        row = self.file.connection().execute(
             "SELECT * FROM tokens WHERE token_hash = ?", (token_hash,)).fetchone()
         return _token(row) if row is not None else None
 
     def list_tokens(self, user: str | None = None) -> list[ApiToken]:
-        rows = self._connection().execute(
+        rows = self.file.connection().execute(
             "SELECT * FROM tokens WHERE ? IS NULL OR user = ? ORDER BY created_ms, name, id",
             (user, user))
         return [_token(row) for row in rows]
 
     def touch_token(self, token_id: str, at_ms: int) -> None:
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             db.execute("UPDATE tokens SET last_used_ms = max(coalesce(last_used_ms, 0), ?) "
                        "WHERE id = ?", (at_ms, token_id))
 
     def revoke_token(self, token_id: str) -> None:
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             if db.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 0:
                 raise UnknownUser(f"unknown token {token_id!r}")
 

@@ -12,14 +12,10 @@ Tables (``pipeline`` is the ledger key, as in the Redis ledger):
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from openanomaly.adapters.sqlite_file import SqliteFile
 from openanomaly.domain.redaction import redact
 from openanomaly.domain.slots import SlotStatus
 
@@ -43,43 +39,18 @@ def _now_ms() -> int:
 
 class SqliteSlotLedger:
     def __init__(self, path: str | Path, done_window_ms: int = 7 * 86_400_000) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A completed slot must survive a power cut as well as a kill -9.
+        self.file = SqliteFile(path, pragmas=["synchronous=FULL"])
+        self.path = self.file.path
         self.done_window_ms = done_window_ms
-        self._local = threading.local()
-        self._db().executescript(_SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        # One connection per thread and process, as sqlite3 requires.
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None or self._local.pid != os.getpid():
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            # A completed slot must survive a power cut as well as a kill -9.
-            db.execute("PRAGMA synchronous=FULL")
-            self._local.db, self._local.pid = db, os.getpid()
-        return db
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        self.file.connection().executescript(_SCHEMA)
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self.file.close()
 
     def claim(self, pipeline: str, slot_ms: int, worker: str, ttl_ms: int) -> bool:
         now = _now_ms()
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             db.execute("DELETE FROM claims WHERE pipeline = ? AND slot = ? AND expires_ms <= ?",
                        (pipeline, slot_ms, now))
             taken = db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?, ?, ?)",
@@ -87,23 +58,23 @@ class SqliteSlotLedger:
         return bool(taken)
 
     def claimed_by(self, pipeline: str, slot_ms: int) -> str | None:
-        row = self._db().execute(
+        row = self.file.connection().execute(
             "SELECT worker FROM claims WHERE pipeline = ? AND slot = ? AND expires_ms > ?",
             (pipeline, slot_ms, _now_ms())).fetchone()
         return None if row is None else str(row[0])
 
     def release(self, pipeline: str, slot_ms: int, worker: str) -> bool:
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             return bool(db.execute(
                 "DELETE FROM claims WHERE pipeline = ? AND slot = ? AND worker = ?",
                 (pipeline, slot_ms, worker)).rowcount)
 
     def done(self, pipeline: str, slot_ms: int) -> bool:
-        return self._db().execute("SELECT 1 FROM done WHERE pipeline = ? AND slot = ?",
+        return self.file.connection().execute("SELECT 1 FROM done WHERE pipeline = ? AND slot = ?",
                                   (pipeline, slot_ms)).fetchone() is not None
 
     def complete(self, pipeline: str, slot_ms: int, worker: str = "") -> int:
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             db.execute("INSERT OR IGNORE INTO done VALUES (?, ?)", (pipeline, slot_ms))
             db.execute("INSERT INTO last VALUES (?, ?) ON CONFLICT (pipeline) DO UPDATE "
                        "SET slot = max(slot, excluded.slot)", (pipeline, slot_ms))
@@ -117,35 +88,35 @@ class SqliteSlotLedger:
         return last
 
     def last_completed(self, pipeline: str) -> int | None:
-        row = self._db().execute("SELECT slot FROM last WHERE pipeline = ?",
+        row = self.file.connection().execute("SELECT slot FROM last WHERE pipeline = ?",
                                  (pipeline,)).fetchone()
         return None if row is None else int(row[0])
 
     def record_error(self, pipeline: str, slot_ms: int, error: BaseException) -> None:
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             db.execute("INSERT OR REPLACE INTO errors VALUES (?, ?, ?, ?, ?)",
                        (pipeline, slot_ms, type(error).__name__, redact(str(error))[:2000],
                         _now_ms()))
 
     def last_error(self, pipeline: str) -> dict[str, str] | None:
-        row = self._db().execute("SELECT slot, kind, error, at FROM errors WHERE pipeline = ?",
-                                 (pipeline,)).fetchone()
+        row = self.file.connection().execute(
+            "SELECT slot, kind, error, at FROM errors WHERE pipeline = ?", (pipeline,)).fetchone()
         if row is None:
             return None
         return {"slot": str(row[0]), "kind": row[1], "error": row[2], "at": str(row[3])}
 
     def record_skipped(self, pipeline: str, count: int) -> None:
-        with self._transaction() as db:
+        with self.file.transaction() as db:
             db.execute("INSERT INTO skipped VALUES (?, ?) ON CONFLICT (pipeline) DO UPDATE "
                        "SET count = count + excluded.count", (pipeline, count))
 
     def skipped(self, pipeline: str) -> int:
-        row = self._db().execute("SELECT count FROM skipped WHERE pipeline = ?",
+        row = self.file.connection().execute("SELECT count FROM skipped WHERE pipeline = ?",
                                  (pipeline,)).fetchone()
         return 0 if row is None else int(row[0])
 
     def status(self, pipeline: str) -> SlotStatus:
-        db = self._db()
+        db = self.file.connection()
         count = int(db.execute("SELECT count(*) FROM done WHERE pipeline = ?",
                                (pipeline,)).fetchone()[0])
         running = {int(slot): str(worker) for slot, worker in db.execute(
