@@ -28,7 +28,14 @@ from openanomaly.adapters.models.registry import check_available
 from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
 from openanomaly.adapters.scheduler.sqlite_ledger import SqliteSlotLedger
-from openanomaly.adapters.telemetry import HealthServer, PrometheusTelemetry
+from openanomaly.adapters.telemetry import HealthServer as HealthServer
+from openanomaly.adapters.telemetry import HttpTelemetry, http_telemetry
+from openanomaly.adapters.telemetry import ModelTelemetryMetrics as ModelTelemetryMetrics
+from openanomaly.adapters.telemetry import PrometheusTelemetry as PrometheusTelemetry
+from openanomaly.adapters.telemetry import exposition as exposition
+from openanomaly.adapters.telemetry import exposition_registry as exposition_registry
+from openanomaly.adapters.telemetry import process_exited as process_exited
+from openanomaly.adapters.telemetry import use_multiprocess as use_multiprocess
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
 from openanomaly.adapters.tsdb.local_prometheus import free_port as free_port
 from openanomaly.adapters.tsdb.local_prometheus import stop_with_parent as stop_with_parent
@@ -40,6 +47,7 @@ from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.ports import (
     ConfigStore,
     ModelEngine,
+    ModelTelemetry,
     PipelineStore,
     RunLog,
     Scheduler,
@@ -112,16 +120,41 @@ class App:
 
 
 def build_telemetry() -> PrometheusTelemetry:
+    """This process's metrics; in multiprocess mode (``use_multiprocess``), its share."""
     return PrometheusTelemetry()
 
 
-def health_server(config: AppConfig, telemetry: PrometheusTelemetry,
+def health_server(config: AppConfig, registry: Any,
                   ready: Callable[[], None]) -> HealthServer | None:
-    """/metrics, /healthz and /readyz on ``metrics.host:port``; None when switched off."""
+    """/metrics (``registry``), /healthz and /readyz on ``metrics.host:port``; None when
+    switched off. A port in use is a ConfigError that names the setting."""
     if config.metrics.port is None:
         return None
-    return HealthServer(telemetry.registry, ready, config.metrics.host,
-                        config.metrics.port).start()
+    try:
+        return HealthServer(registry, ready, config.metrics.host, config.metrics.port).start()
+    except OSError as exc:
+        raise ConfigError(f"metrics endpoint {config.metrics.host}:{config.metrics.port}: "
+                          f"{exc.strerror}; set metrics.port to a free port (0: any) or "
+                          "null") from None
+
+
+def endpoint_registry() -> Any:
+    """What a process's endpoint serves: every forked process's metrics in multiprocess
+    mode, else this process's."""
+    return exposition_registry()
+
+
+@dataclass
+class ApiTelemetry:
+    """The web service's request metrics and the registry its /metrics serves."""
+
+    http: HttpTelemetry
+    registry: Any
+
+
+def api_telemetry() -> ApiTelemetry:
+    http, exposed = http_telemetry("openanomaly_api_")
+    return ApiTelemetry(http, exposed)
 
 
 def build_store(config: AppConfig) -> PipelineStore:
@@ -226,8 +259,9 @@ def mongo_database(config: AppConfig) -> Any:
     return client[config.mongo.database]
 
 
-def build_engine(config: AppConfig) -> LocalModelEngine:
-    return LocalModelEngine(config.models, cache_mb=config.inference.cache_mb)
+def build_engine(config: AppConfig, telemetry: ModelTelemetry | None = None) -> LocalModelEngine:
+    return LocalModelEngine(config.models, cache_mb=config.inference.cache_mb,
+                            telemetry=telemetry)
 
 
 def check_models_installed(config: AppConfig) -> None:
@@ -244,14 +278,16 @@ def check_prometheus_tls(config: AppConfig) -> None:
 
 def bootstrap(
     config: AppConfig, *, tsdb: TSDBClient | None = None, engine: ModelEngine | None = None,
-    store: ConfigStore | None = None,
+    store: ConfigStore | None = None, telemetry: PrometheusTelemetry | None = None,
 ) -> App:
-    """The embedded service and the one-off commands: every adapter in this process."""
+    """The embedded service and the one-off commands: every adapter in this process.
+    ``telemetry``: the self-monitoring of a long-running process (runs and models)."""
     return App(
         config=config,
         tsdb=tsdb if tsdb is not None else PrometheusAdapter(config.prometheus),
-        engine=engine if engine is not None else build_engine(config),
+        engine=engine if engine is not None else build_engine(config, telemetry),
         store=store if store is not None else build_store(config),
+        telemetry=telemetry,
     )
 
 
@@ -283,13 +319,14 @@ class Worker:
     def execute(self, delivery: slot_workflow.Delivery) -> dict[str, Any]:
         return slot_workflow.execute_slot(delivery, self.app.store, self.ledger, self.app.tsdb,
                                           self.app.engine, self.claim_ttl_ms,
-                                          run_log=self.app.run_log)
+                                          run_log=self.app.run_log,
+                                          telemetry=self.app.telemetry)
 
     def dispatch(self, pipeline: str, send: slot_workflow.SendRun,
                  task_id: str = "") -> dict[str, Any]:
         horizon_ms = int(self.app.config.scheduler.catch_up_horizon * 1000)
         return slot_workflow.dispatch(pipeline, self.app.store, self.ledger, horizon_ms, send,
-                                      task_id)
+                                      task_id, telemetry=self.app.telemetry)
 
     def close(self) -> None:
         self.app.close()
@@ -298,9 +335,24 @@ class Worker:
 def bootstrap_worker(
     config: AppConfig, *, tsdb: TSDBClient | None = None, engine: ModelEngine | None = None,
     store: ConfigStore | None = None, ledger: SlotLedger | None = None,
+    telemetry: PrometheusTelemetry | None = None,
 ) -> Worker:
-    app = bootstrap(config, tsdb=tsdb, engine=engine, store=store)
+    app = bootstrap(config, tsdb=tsdb, engine=engine, store=store, telemetry=telemetry)
     return Worker(app, ledger if ledger is not None else redis_ledger(config))
+
+
+def scheduler_readiness(config: AppConfig) -> Callable[[], None]:
+    """/readyz of a worker or a beat: Redis (broker and ledger) and the store answer."""
+    from openanomaly.adapters.redis_connection import redis_client
+
+    client = redis_client(config.redis)
+    store = build_store(config)
+
+    def ready() -> None:
+        client.ping()
+        store.list_pipelines()
+
+    return ready
 
 
 def bootstrap_beat(config: AppConfig, *, store: ConfigStore | None = None) -> ConfigStore:

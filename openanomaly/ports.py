@@ -113,6 +113,29 @@ class Telemetry(Protocol):
         ...
 
 
+class ModelTelemetry(Protocol):
+    """What a model engine reports: how long models take to load and what its cache holds."""
+
+    def observe_model_load(self, model: str, seconds: float) -> None:
+        ...
+
+    def observe_model_cache(self, models: int, size_bytes: int) -> None:
+        ...
+
+
+class BeatTelemetry(Protocol):
+    """What a beat reports: whether it leads, how long reconciling took, the queue."""
+
+    def observe_leadership(self, leader: bool) -> None:
+        ...
+
+    def observe_reconcile(self, seconds: float) -> None:
+        ...
+
+    def observe_queue(self, queue: str, messages: int) -> None:
+        ...
+
+
 class RunLog(Protocol):
     """The last run of each pipeline, whichever process ran it."""
 

@@ -20,7 +20,19 @@ from celery.utils.time import get_exponential_backoff_interval
 from openanomaly.adapters.redis_connection import redis_url, tls_options
 from openanomaly.adapters.scheduler.redbeat_leader import LeaderScheduler
 from openanomaly.adapters.scheduler.redbeat_sync import RedBeatReconciler
-from openanomaly.bootstrap import Worker, bootstrap_beat, bootstrap_worker
+from openanomaly.bootstrap import (
+    HealthServer,
+    PrometheusTelemetry,
+    Worker,
+    bootstrap_beat,
+    bootstrap_worker,
+    build_telemetry,
+    endpoint_registry,
+    health_server,
+    process_exited,
+    scheduler_readiness,
+    use_multiprocess,
+)
 from openanomaly.config import AppConfig, load_config
 from openanomaly.domain.errors import is_retryable
 from openanomaly.domain.pipeline import Mode
@@ -135,17 +147,34 @@ def runtime() -> Worker:
     their own (HTTP clients and models are not shared across fork)."""
     global _runtime
     if _runtime is None or _runtime.pid != os.getpid():
-        _runtime = _Runtime(os.getpid(), bootstrap_worker(current_config()))
+        _runtime = _Runtime(os.getpid(), bootstrap_worker(current_config(),
+                                                          telemetry=build_telemetry()))
     return _runtime.worker
 
 
 def _close_runtime(**_: Any) -> None:
-    # A pool process that exits closes its HTTP clients and unloads its models.
+    # A pool process that exits closes its HTTP clients and unloads its models; its live
+    # gauges (the model cache) leave the worker's metrics with it.
     if _runtime is not None and _runtime.pid == os.getpid():
         _runtime.worker.close()
+    process_exited(os.getpid())
 
 
 signals.worker_process_shutdown.connect(_close_runtime, weak=False)
+
+# The worker's metrics endpoint, served by the main process from every pool process's
+# files (prometheus_client's multiprocess mode).
+_endpoint: HealthServer | None = None
+
+
+def _forget_endpoint(**_: Any) -> None:
+    # A forked pool process inherits the endpoint's listening socket; only the main
+    # process answers on it.
+    if _endpoint is not None:
+        _endpoint.server.socket.close()
+
+
+signals.worker_process_init.connect(_forget_endpoint, weak=False)
 
 
 def retry_or_raise(task: Task, error: Exception) -> NoReturn:
@@ -195,8 +224,12 @@ run_pipeline = app.task(name="openanomaly.run_pipeline", **_TASK_OPTIONS)(_run_p
 
 
 def start_worker(config: AppConfig, concurrency: int | None, log_level: str) -> None:
-    """Run a worker in this process until SIGTERM (warm shutdown) or SIGINT."""
+    """Run a worker in this process until SIGTERM (warm shutdown) or SIGINT; its metrics,
+    /healthz and /readyz on metrics.host:metrics.port."""
+    global _endpoint
     use_config(config)
+    use_multiprocess()
+    _endpoint = health_server(config, endpoint_registry(), scheduler_readiness(config))
     # The pid keeps two workers on one machine apart in status and remote control.
     argv = ["worker", f"--loglevel={log_level}",
             f"--hostname=openanomaly-{os.getpid()}@{socket.gethostname()}"]
@@ -205,7 +238,11 @@ def start_worker(config: AppConfig, concurrency: int | None, log_level: str) -> 
     log.info("worker starting", extra={"concurrency": concurrency,
                                        "broker": redis_url(config.redis.model_copy(
                                            update={"password": None}))})
-    app.worker_main(argv)
+    try:
+        app.worker_main(argv)
+    finally:
+        if _endpoint is not None:
+            _endpoint.close()
 
 
 # --- dispatch: beat fires this on each pipeline's schedule --------------------------------
@@ -234,6 +271,9 @@ class BeatScheduler(LeaderScheduler):
     def make_reconciler(self) -> RedBeatReconciler:
         return RedBeatReconciler(self.app, bootstrap_beat(current_config()))
 
+    # Set by start_beat; plain `celery beat` reports nothing.
+    telemetry: PrometheusTelemetry | None = None
+
 
 BEAT_SCHEDULER = f"{__name__}:BeatScheduler"
 
@@ -244,9 +284,16 @@ def beat_max_interval(config: AppConfig) -> float:
 
 
 def start_beat(config: AppConfig, log_level: str) -> None:
-    """Run beat in this process until SIGTERM; leader or standby (see redbeat_leader)."""
+    """Run beat in this process until SIGTERM; leader or standby (see redbeat_leader).
+    Its metrics, /healthz and /readyz on metrics.host:metrics.port."""
     use_config(config)
+    BeatScheduler.telemetry = telemetry = build_telemetry()
+    endpoint = health_server(config, telemetry.registry, scheduler_readiness(config))
     # Celery's SIGTERM handler ends beat with SystemExit after saving the schedule.
-    with contextlib.suppress(SystemExit):
-        app.Beat(scheduler=BEAT_SCHEDULER, loglevel=log_level,
-                 max_interval=beat_max_interval(config)).run()
+    try:
+        with contextlib.suppress(SystemExit):
+            app.Beat(scheduler=BEAT_SCHEDULER, loglevel=log_level,
+                     max_interval=beat_max_interval(config)).run()
+    finally:
+        if endpoint is not None:
+            endpoint.close()

@@ -180,15 +180,13 @@ def run(ctx: click.Context) -> None:
         raise ConfigError("scheduler.kind is celery: start `openanomaly beat` and "
                           "`openanomaly worker` instead of `openanomaly run`, or set "
                           "scheduler.kind: embedded")
-    app = bootstrap(config)
-    app.telemetry = telemetry = build_telemetry()
+    telemetry = build_telemetry()
+    app = bootstrap(config, telemetry=telemetry)
     try:
-        endpoint = health_server(config, telemetry, app.ready)
-    except OSError as exc:
+        endpoint = health_server(config, telemetry.registry, app.ready)
+    except ConfigError:
         app.close()
-        raise ConfigError(f"metrics endpoint {config.metrics.host}:{config.metrics.port}: "
-                          f"{exc.strerror}; set metrics.port to a free port (0: any) or "
-                          "null") from None
+        raise
     scheduler = app.scheduler()
 
     def stop(signum: int, _frame: object) -> None:

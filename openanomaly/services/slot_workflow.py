@@ -25,7 +25,7 @@ from typing import Any
 from openanomaly.domain.errors import UnknownPipeline, is_retryable
 from openanomaly.domain.pipeline import Mode, PipelineSpec
 from openanomaly.domain.slots import CatchUp, plan_catch_up
-from openanomaly.ports import ConfigStore, ModelEngine, RunLog, SlotLedger, TSDBClient
+from openanomaly.ports import ConfigStore, ModelEngine, RunLog, SlotLedger, Telemetry, TSDBClient
 from openanomaly.services import run_status, runs
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def ledger_key(spec: PipelineSpec, mode: Mode | None) -> str:
 def execute_slot(
     delivery: Delivery, store: ConfigStore, ledger: SlotLedger, tsdb: TSDBClient,
     engine: ModelEngine, claim_ttl_ms: int, clock: Callable[[], int] = _now_ms,
-    run_log: RunLog | None = None,
+    run_log: RunLog | None = None, telemetry: Telemetry | None = None,
 ) -> dict[str, Any]:
     """Run one slot of one pipeline unless it is done, claimed elsewhere or unknown.
 
@@ -87,15 +87,19 @@ def execute_slot(
             return {**skipped, "reason": "claimed"}
     # How late the run starts against the time it was due (its slot plus the pipeline's
     # delay): the queueing delay an operator sizes the worker pool by.
-    log.info("run started", extra={**fields, "lag_ms": clock() - (slot + spec.delay_ms),
-                                   "retries": delivery.retries})
+    lag_ms = clock() - (slot + spec.delay_ms)
+    log.info("run started", extra={**fields, "lag_ms": lag_ms, "retries": delivery.retries})
+    if telemetry is not None and delivery.retries == 0:
+        # Retries start late by their backoff, not by the queue.
+        telemetry.observe_lag(spec.name, lag_ms / 1000)
     completed = False
     try:
         # Runs of another mode (a backfill through the queue) are not the pipeline's status.
         own_mode = delivery.mode is None or delivery.mode == spec.mode
         result = run_status.recorded(
             run_log if own_mode else None, spec.name, slot,
-            lambda: runs.run_pipeline(spec, slot, tsdb, engine, delivery.mode), clock)
+            lambda: runs.run_pipeline(spec, slot, tsdb, engine, delivery.mode), clock,
+            telemetry)
         ledger.complete(key, slot, delivery.task_id)
         completed = True
     except Exception as exc:
@@ -149,7 +153,7 @@ def plan_due_slots(
 
 def dispatch(
     pipeline: str, store: ConfigStore, ledger: SlotLedger, horizon_ms: int, send: SendRun,
-    task_id: str = "", clock: Callable[[], int] = _now_ms,
+    task_id: str = "", clock: Callable[[], int] = _now_ms, telemetry: Telemetry | None = None,
 ) -> dict[str, Any]:
     """What beat's dispatch task does for one pipeline: plan and queue its due slots."""
     try:
@@ -160,4 +164,6 @@ def dispatch(
                     extra={"pipeline": pipeline, "task_id": task_id})
         return {"status": "dropped", "pipeline": pipeline}
     plan = plan_due_slots(spec, ledger, clock(), horizon_ms, send)
+    if telemetry is not None:
+        telemetry.observe_slots(spec.name, max(0, len(plan.slots) - 1), plan.skipped)
     return {"status": "ok", "pipeline": pipeline, "slots": plan.slots, "skipped": plan.skipped}

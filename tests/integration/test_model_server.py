@@ -274,14 +274,15 @@ def test_openapi_describes_the_forecast_path_and_both_encodings(client):
 def test_metrics_are_prometheus_text(client):
     client.post("/v1/models/seasonal_naive/forecast", headers=AUTH, json=json_body([[1.0] * 9]))
     response = client.get("/metrics", headers=AUTH)
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["content-type"].startswith("text/plain; version=")
     text = response.text
     assert "# TYPE openanomaly_model_server_requests_total counter" in text
     assert 'openanomaly_model_server_requests_total{model="seasonal_naive",status="200"}' in text
     assert 'openanomaly_model_server_requests_total{model="_unknown",status="404"}' in text
     for name in ("batches_total", "batched_requests_total", "series_total"):
         assert f'openanomaly_model_server_{name}{{model="fracast"}}' in text
-    assert 'openanomaly_model_server_forecast_seconds_bucket{model="fracast",le="+Inf"}' in text
+    assert ('openanomaly_model_server_forecast_duration_seconds_bucket'
+            '{le="+Inf",model="fracast"}') in text
 
 
 def test_readiness_reports_a_failed_preload(engine):

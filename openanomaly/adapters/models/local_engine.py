@@ -16,6 +16,7 @@ from openanomaly.adapters.models.registry import Backend, build_backend
 from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.domain.errors import UnknownModel
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
+from openanomaly.ports import ModelTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,12 @@ def _modules(value: Any) -> list[Any]:
 
 
 class LocalModelEngine:
-    def __init__(self, models: dict[str, ModelSettings], cache_mb: float = 4096.0) -> None:
+    def __init__(self, models: dict[str, ModelSettings], cache_mb: float = 4096.0,
+                 telemetry: ModelTelemetry | None = None) -> None:
         self.models = dict(models)
         self.cache_bytes = int(cache_mb * 1024 * 1024)
+        self.telemetry = telemetry
+        """Told each model's load time and the cache's contents (self-monitoring)."""
         self._loaded: OrderedDict[str, tuple[Backend, int]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -75,9 +79,13 @@ class LocalModelEngine:
                 size = parameter_bytes(backend)
                 self._make_room(size)
                 self._loaded[model] = (backend, size)
+                seconds = time.perf_counter() - started
                 log.info("model loaded", extra={
                     "model": model, "backend": settings.backend, "mb": round(size / 2**20, 1),
-                    "seconds": round(time.perf_counter() - started, 3)})
+                    "seconds": round(seconds, 3)})
+                if self.telemetry is not None:
+                    self.telemetry.observe_model_load(model, seconds)
+                    self._report_cache()
             self._loaded.move_to_end(model)
             return self._loaded[model][0]
 
@@ -90,11 +98,17 @@ class LocalModelEngine:
                 "model": name, "mb": round(size / 2**20, 1),
                 "cache_mb": round(self.cache_bytes / 2**20)})
 
+    def _report_cache(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.observe_model_cache(
+                len(self._loaded), sum(size for _, size in self._loaded.values()))
+
     def close(self) -> None:
         """Unload every model; backends holding connections (remote) close them."""
         with self._lock:
             while self._loaded:
                 _close(self._loaded.popitem()[1][0])
+            self._report_cache()
 
 
 def _close(backend: object) -> None:

@@ -30,6 +30,7 @@ from redis.exceptions import LockError
 
 from openanomaly.adapters.scheduler.redbeat_sync import RedBeatReconciler
 from openanomaly.domain.errors import OpenAnomalyError
+from openanomaly.ports import BeatTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class LeaderScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     standby_poll_s = 1.0
     reconcile_interval_s = 30.0
+    queue_poll_s = 5.0
+    telemetry: BeatTelemetry | None = None
     lock_key: str | None
     lock_timeout: float
 
@@ -59,6 +62,7 @@ class LeaderScheduler(RedBeatScheduler):  # type: ignore[misc]
         self._reconciler: RedBeatReconciler | None = None
         self._next_reconcile = 0.0
         self._redis_down_since: float | None = None
+        self._next_queue_poll = 0.0
 
     def make_reconciler(self) -> RedBeatReconciler:
         raise NotImplementedError
@@ -69,7 +73,9 @@ class LeaderScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         try:
-            if not self._lead():
+            leading = self._lead()
+            self._report(leading)
+            if not leading:
                 self._redis_back()
                 return self.standby_poll_s
             self._maybe_reconcile()
@@ -80,9 +86,23 @@ class LeaderScheduler(RedBeatScheduler):  # type: ignore[misc]
                 self._redis_down_since = time.monotonic()
                 log.warning("beat: Redis unreachable; retrying",
                             extra={"error": str(exc), "leader": self.is_leader})
+            # A beat that cannot reach Redis sends nothing, lock or not.
+            if self.telemetry is not None:
+                self.telemetry.observe_leadership(False)
             return self.standby_poll_s
         until_reconcile = max(0.0, self._next_reconcile - time.monotonic())
         return min(interval, until_reconcile or self.standby_poll_s)
+
+    def _report(self, leading: bool) -> None:
+        """Leadership on every tick; the queue's length every ``queue_poll_s``."""
+        if self.telemetry is None:
+            return
+        self.telemetry.observe_leadership(leading)
+        now = time.monotonic()
+        if now >= self._next_queue_poll:
+            self._next_queue_poll = now + self.queue_poll_s
+            queue = self.app.conf.task_default_queue
+            self.telemetry.observe_queue(queue, int(get_redis(self.app).llen(queue)))
 
     def _redis_back(self) -> None:
         if self._redis_down_since is not None:
@@ -133,6 +153,8 @@ class LeaderScheduler(RedBeatScheduler):  # type: ignore[misc]
                 return
             self._next_reconcile = now + self.reconcile_interval_s
             self._reconciler.reconcile()
+            if self.telemetry is not None:
+                self.telemetry.observe_reconcile(time.monotonic() - now)
         # A bad store edit must not stop the schedule; the next interval tries again.
         except OpenAnomalyError as exc:
             log.warning("beat schedule reconcile failed; retried next interval",

@@ -7,7 +7,7 @@ Endpoints
                                  503 ``{"error": ...}`` while loading or after loading failed.
 ``GET /v1/models``               ``{"models": [{name, backend, device, batch_size,
                                  max_context}, ...]}`` for every configured model.
-``GET /metrics``                 Prometheus text exposition (format 0.0.4).
+``GET /metrics``                 Prometheus text exposition (prometheus_client).
 ``POST /v1/models/{name}/forecast``  quantile forecasts, in one of two encodings:
 
 JSON (``Content-Type: application/json``)::
@@ -114,6 +114,7 @@ class ModelServer:
         self.settings = config.model_server
         self.engine = engine
         self.metrics = Metrics(engine.models)
+        engine.telemetry = self.metrics.models
         self.limit_bytes = int(self.settings.max_request_mb * 1024 * 1024)
         self.loading: list[str] = list(dict.fromkeys(self.settings.preload))
         self.load_error: str | None = None
@@ -328,8 +329,8 @@ def create_app(config: AppConfig, engine: LocalModelEngine | None = None) -> Fas
 
     @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:
-        return Response(server.metrics.render(),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        body, content_type = server.metrics.render()
+        return Response(body, media_type=content_type)
 
     @app.post(
         "/v1/models/{name}/forecast",
@@ -355,7 +356,7 @@ def create_app(config: AppConfig, engine: LocalModelEngine | None = None) -> Fas
         finally:
             # Unknown names are folded into one label so that clients cannot grow the metrics.
             label = name if name in server.engine.models else "_unknown"
-            server.metrics.requests[(label, str(status))] += 1
+            server.metrics.observe_request(label, status)
             log.debug("forecast request", extra={
                 "model": name, "status": status,
                 "seconds": round(time.perf_counter() - started, 4)})

@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from openanomaly.bootstrap import ApiContext, bootstrap_api, web_cache
+from openanomaly.bootstrap import (
+    ApiContext,
+    bootstrap_api,
+    process_exited,
+    use_multiprocess,
+    web_cache,
+)
 from openanomaly.config import AppConfig
 from openanomaly.entrypoints.web import state
 from openanomaly.entrypoints.web.settings import configure, django_settings
@@ -30,6 +36,8 @@ def serve(config: AppConfig, workers: int, host: str, port: int) -> None:
     # Refuse a bad configuration here, once, rather than in every worker.
     django_settings(config, web_cache(config))
     bootstrap_api(config).close()
+    # gunicorn's workers each count their requests; any of them serves the sum.
+    use_multiprocess()
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -37,6 +45,7 @@ def serve(config: AppConfig, workers: int, host: str, port: int) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", None)
             self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("child_exit", lambda _arbiter, worker: process_exited(worker.pid))
 
         def load(self) -> Any:
             # Each worker builds its own adapters: database clients and models are not

@@ -49,6 +49,7 @@ def django_settings(config: AppConfig, cache: dict[str, Any]) -> dict[str, Any]:
         "DATABASES": {},
         "CACHES": {"default": cache},
         "MIDDLEWARE": [
+            "openanomaly.entrypoints.web.metrics.RequestMetrics",
             "django.middleware.security.SecurityMiddleware",
             "whitenoise.middleware.WhiteNoiseMiddleware",
             "django.contrib.sessions.middleware.SessionMiddleware",

@@ -7,6 +7,7 @@ from django.urls import path
 
 from openanomaly.entrypoints.web import state, views
 from openanomaly.entrypoints.web.api import api
+from openanomaly.entrypoints.web.metrics import metrics
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -29,6 +30,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics),
     path("", lambda request: HttpResponseRedirect("/pipelines")),
     path("login", views.login),
     path("logout", views.logout),
