@@ -1,0 +1,1 @@
+"""The dashboards of deploy/grafana, as code (grafana-foundation-sdk builders)."""
