@@ -28,6 +28,7 @@ from openanomaly.adapters.models.registry import check_available
 from openanomaly.adapters.models.settings import ModelSettings
 from openanomaly.adapters.scheduler.embedded import EmbeddedScheduler
 from openanomaly.adapters.scheduler.sqlite_ledger import SqliteSlotLedger
+from openanomaly.adapters.telemetry import BeatMetrics as BeatMetrics
 from openanomaly.adapters.telemetry import HealthServer as HealthServer
 from openanomaly.adapters.telemetry import HttpTelemetry, http_telemetry
 from openanomaly.adapters.telemetry import ModelTelemetryMetrics as ModelTelemetryMetrics

@@ -89,7 +89,7 @@ def exposition_registry() -> Any:
 
     # A _created sample beside every counter doubles the series for nothing Prometheus
     # needs (it detects resets itself).
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
     if multiprocess():
         mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -127,7 +127,7 @@ class PrometheusTelemetry:
     they are summed at the endpoint; otherwise pass the endpoint's registry."""
 
     def __init__(self, registry: Any | None = None) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry = registry if registry is not None else (
             CollectorRegistry() if multiprocess() else exposition_registry())
@@ -157,17 +157,6 @@ class PrometheusTelemetry:
         self.missed = Counter("openanomaly_slots_missed_total", "Missed slots older than "
                               "the catch-up horizon, never run.", ["pipeline"], registry=r)
         self.models = ModelTelemetryMetrics(r)
-        self.leader = Gauge("openanomaly_beat_leader", "1 on the beat that leads (sends the "
-                            "schedule), 0 on a standby.", registry=r,
-                            multiprocess_mode="livemax")
-        self.reconcile_seconds = Histogram(
-            "openanomaly_beat_reconcile_duration_seconds",
-            "Time the leading beat took to reconcile the schedule with the pipelines.",
-            buckets=_SECONDS, registry=r)
-        self.queue = Gauge("openanomaly_queue_messages", "Tasks waiting in the queue, as "
-                           "the beat last saw it.", ["queue"], registry=r,
-                           multiprocess_mode="livemax")
-
     # Telemetry (runs)
     def observe_run(self, pipeline: str, outcome: str, seconds: float,
                     stage_seconds: Mapping[str, float], series: int,
@@ -198,7 +187,26 @@ class PrometheusTelemetry:
     def observe_model_cache(self, models: int, size_bytes: int) -> None:
         self.models.observe_model_cache(models, size_bytes)
 
-    # BeatTelemetry
+class BeatMetrics:
+    """A beat's leadership, reconcile time and the queue it sees (the BeatTelemetry port),
+    on ``registry`` (beat is one process)."""
+
+    def __init__(self, registry: Any | None = None) -> None:
+        from prometheus_client import Gauge, Histogram
+
+        self.registry = registry if registry is not None else exposition_registry()
+        r = self.registry
+        self.leader = Gauge("openanomaly_beat_leader", "1 on the beat that leads (sends the "
+                            "schedule), 0 on a standby.", registry=r,
+                            multiprocess_mode="livemax")
+        self.reconcile_seconds = Histogram(
+            "openanomaly_beat_reconcile_duration_seconds",
+            "Time the leading beat took to reconcile the schedule with the pipelines.",
+            buckets=_SECONDS, registry=r)
+        self.queue = Gauge("openanomaly_queue_messages", "Tasks waiting in the queue, as "
+                           "the beat last saw it.", ["queue"], registry=r,
+                           multiprocess_mode="livemax")
+
     def observe_leadership(self, leader: bool) -> None:
         self.leader.set(1 if leader else 0)
 

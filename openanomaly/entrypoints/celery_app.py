@@ -21,8 +21,8 @@ from openanomaly.adapters.redis_connection import redis_url, tls_options
 from openanomaly.adapters.scheduler.redbeat_leader import LeaderScheduler
 from openanomaly.adapters.scheduler.redbeat_sync import RedBeatReconciler
 from openanomaly.bootstrap import (
+    BeatMetrics,
     HealthServer,
-    PrometheusTelemetry,
     Worker,
     bootstrap_beat,
     bootstrap_worker,
@@ -272,7 +272,7 @@ class BeatScheduler(LeaderScheduler):
         return RedBeatReconciler(self.app, bootstrap_beat(current_config()))
 
     # Set by start_beat; plain `celery beat` reports nothing.
-    telemetry: PrometheusTelemetry | None = None
+    telemetry: BeatMetrics | None = None
 
 
 BEAT_SCHEDULER = f"{__name__}:BeatScheduler"
@@ -287,7 +287,7 @@ def start_beat(config: AppConfig, log_level: str) -> None:
     """Run beat in this process until SIGTERM; leader or standby (see redbeat_leader).
     Its metrics, /healthz and /readyz on metrics.host:metrics.port."""
     use_config(config)
-    BeatScheduler.telemetry = telemetry = build_telemetry()
+    BeatScheduler.telemetry = telemetry = BeatMetrics()
     endpoint = health_server(config, telemetry.registry, scheduler_readiness(config))
     # Celery's SIGTERM handler ends beat with SystemExit after saving the schedule.
     try:

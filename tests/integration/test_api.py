@@ -224,6 +224,26 @@ def test_only_health_is_public_and_the_openapi_document_describes_the_api(people
     assert browser.get("/api/docs").status_code == 200
 
 
+def test_metrics_count_requests_by_route_and_probes_pass_any_host(people):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    call("get", "/api/pipelines", people["viewer"])
+    Client().get("/api/pipelines/no-such-pipeline")
+    # Probes and scrapers use the pod's address, which allowed_hosts does not list.
+    assert Client(HTTP_HOST="10.1.2.3").get("/healthz").status_code == 200
+    elsewhere = Client(HTTP_HOST="10.1.2.3", raise_request_exception=False)
+    assert elsewhere.get("/api/pipelines").status_code == 400
+    response = Client(HTTP_HOST="10.1.2.3").get("/metrics")
+    assert response.status_code == 200
+    counted = {(s.labels["method"], s.labels["route"], s.labels["status"]): s.value
+               for family in text_string_to_metric_families(response.content.decode())
+               for s in family.samples if s.name == "openanomaly_api_requests_total"}
+    assert counted[("GET", "api/pipelines", "200")] >= 1
+    # The route template, never the name asked for: labels stay bounded.
+    assert counted[("GET", "api/pipelines/<name>", "401")] >= 1
+    assert not any("no-such-pipeline" in route for _, route, _ in counted)
+
+
 def recent_minutes(metric, hours=3, spike_at=-10):
     now = int(time.time() * 1000)
     stamps = np.arange(now - hours * 3_600_000, now, 60_000, dtype=np.int64)

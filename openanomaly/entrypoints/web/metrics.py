@@ -28,6 +28,10 @@ class RequestMetrics:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        # Probes and scrapers address a pod or container by IP or service name, which
+        # allowed_hosts need not list: these answer before the host is checked.
+        if request.path in _PROBES:
+            return _probe(request)
         started = time.perf_counter()
         response = self.get_response(request)
         match = request.resolver_match
@@ -46,3 +50,14 @@ def metrics(request: HttpRequest) -> HttpResponse:
     processes' CPU and memory. Public, like /healthz: no pipeline data, no secrets."""
     body, content_type = exposition(telemetry().registry)
     return HttpResponse(body, content_type=content_type)
+
+
+
+def _probe(request: HttpRequest) -> HttpResponse:
+    # urls imports the API, which needs Django set up: imported at the first request.
+    from openanomaly.entrypoints.web.urls import healthz, readyz
+
+    return {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics}[request.path](request)
+
+
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
