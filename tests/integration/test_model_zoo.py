@@ -129,6 +129,34 @@ def test_models_beyond_the_memory_bound_are_unloaded_least_recently_used_first(c
     assert engine.loaded() == ["naive", "b"]
 
 
+class RecordedTelemetry:
+    def __init__(self):
+        self.loads, self.caches = [], []
+
+    def observe_model_load(self, model, seconds):
+        self.loads.append((model, seconds))
+
+    def observe_model_cache(self, models, size_bytes):
+        self.caches.append((models, size_bytes))
+
+
+def test_the_engine_reports_load_times_and_what_its_cache_holds(checkpoints):
+    telemetry = RecordedTelemetry()
+    engine = LocalModelEngine({
+        "a": ChronosSettings(source=checkpoints["chronos-bolt"]),
+        "b": ChronosSettings(source=checkpoints["chronos-2"]),
+    }, cache_mb=0.45, telemetry=telemetry)
+    engine.get("a")
+    engine.get("a")  # cached: no second load
+    engine.get("b")  # unloads "a"
+    assert [model for model, _ in telemetry.loads] == ["a", "b"]
+    assert all(seconds > 0 for _, seconds in telemetry.loads)
+    (one_a, bytes_a), (one_b, bytes_b) = telemetry.caches
+    assert one_a == one_b == 1 and bytes_a > bytes_b > 0  # bolt is the larger
+    engine.close()
+    assert telemetry.caches[-1] == (0, 0)
+
+
 @pytest.mark.slow
 def test_timesfm_2p5_random_checkpoint_through_from_pretrained(tmp_path):
     pytest.importorskip("timesfm")
