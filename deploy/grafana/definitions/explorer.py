@@ -100,9 +100,10 @@ def build() -> db.Dashboard:
     ahead = _fill_between(ahead, AHEAD_HIGH, AHEAD_LOW)
     latest = table_panel(
         "Latest scores",
-        "Every series of the selection with its latest score: copy labels from here into "
-        "the matchers.",
-        f"sort_desc(openanomaly_anomaly_score{{{SEL}}})")
+        "Every series of the selection with its latest score (within 3 h of the range's "
+        "end, which lies 2 h ahead for the forecasts): copy labels from here into the "
+        "matchers.",
+        f"sort_desc(last_over_time(openanomaly_anomaly_score{{{SEL}}}[3h]))")
     board = board.with_panel(layout.place(ahead, 12, 9))
     board = board.with_panel(layout.place(latest, 12, 9))
     return board
