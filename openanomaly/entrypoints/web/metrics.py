@@ -21,7 +21,7 @@ def telemetry() -> ApiTelemetry:
 
 
 class RequestMetrics:
-    """Counts and times every request under its URL pattern (``api/pipelines/{name}``), so a
+    """Counts and times every request under its URL pattern (``api/pipelines/<name>``), so a
     label never holds a pipeline name, a token id or a made-up path."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
