@@ -10,7 +10,8 @@ default is the real adapter built from the configuration, so tests pass fakes in
 | beat (the pipeline store it reconciles)       | ``bootstrap_beat``   |
 | `serve-model`                                 | ``model_server_engine`` |
 | `status`                                      | ``bootstrap_status`` |
-| `benchmark models` / `benchmark nab`          | ``benchmark_engine``, ``benchmark_model`` |
+| `benchmark models`                            | ``benchmark_engine``, ``benchmark_model`` |
+| `benchmark nab`, `nab-report`                 | ``replay_engine``, ``nab_corpus`` |
 | `demo`                                        | ``demo_prometheus``, then ``bootstrap`` |
 """
 
@@ -387,6 +388,17 @@ def model_server_engine(config: AppConfig) -> LocalModelEngine:
 def benchmark_engine(models: dict[str, ModelSettings]) -> LocalModelEngine:
     """An engine for a benchmark run outside any configured service."""
     return LocalModelEngine(models)
+
+
+def replay_engine(models: dict[str, ModelSettings], cache: Path | None) -> ModelEngine:
+    """The engine of a benchmark replay; with ``cache``, its forecasts are kept in that
+    folder and reused by later replays of the same contexts with the same settings."""
+    engine = benchmark_engine(models)
+    if cache is None:
+        return engine
+    from openanomaly.adapters.models.forecast_cache import CachingEngine
+
+    return CachingEngine(engine, cache, {name: repr(s) for name, s in models.items()})
 
 
 def benchmark_model(name: str, config: AppConfig | None, device: str | None, folder: Path,

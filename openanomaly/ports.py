@@ -62,11 +62,13 @@ class TSDBClient(Protocol):
 
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
                     quantile_window_ms: int, peak_window_ms: int | None, *,
-                    max_series: int | None = None) -> list[StoredScoreStats]:
+                    max_series: int | None = None,
+                    tail_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
         """Per series of ``metric`` written by ``pipeline``: the ``quantile`` of its samples
         in (at - quantile_window, at] and their maximum in (at - peak_window, at] (NaN
-        without a peak window), computed by the database. ``max_series`` as for
-        query_range."""
+        without a peak window), computed by the database; with ``tail_levels``, also those
+        quantiles and the number of samples over the quantile window. ``max_series`` as
+        for query_range."""
         ...
 
 

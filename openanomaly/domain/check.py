@@ -68,10 +68,13 @@ def check_windows(
                        scored.score, calibrated=False)
     assert history is not None
     final, lower, upper = scored.score.copy(), scored.lower.copy(), scored.upper.copy()
+    exceedance = (None if scoring.false_alarm_days is None
+                  else step_seconds / (scoring.false_alarm_days * 86400.0))
     for first in range(0, actuals.shape[0], n_series):
         rows = slice(first, first + n_series)
         calibrated = calibrate(scored.score[rows], history(scored.score[rows]),
-                               suppress=scoring.suppression_window is not None)
+                               suppress=scoring.suppression_window is not None,
+                               exceedance=exceedance)
         final[rows] = calibrated.score
         factor = calibrated.band_factor[:, None]
         yhat = scored.yhat[rows]

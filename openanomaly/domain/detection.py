@@ -22,6 +22,7 @@ replay computes them from its own past scores. Both then call ``calibrate``.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -33,6 +34,13 @@ from openanomaly.domain.series import FloatArray
 _MIN_SCALE = 1.0
 
 
+# Quantiles of the raw scores that describe the tail of their distribution: the first is
+# the threshold of the peaks-over-threshold fit, the others the points it is fitted to.
+TAIL_LEVELS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998)
+# Fewer exceedances of the first level than this and the fit falls back to the quantile.
+_MIN_EXCEEDANCES = 30
+
+
 @dataclass(frozen=True)
 class ScoreHistory:
     """Per series, over the raw scores before the points being scored (NaN if none)."""
@@ -41,6 +49,11 @@ class ScoreHistory:
     """The calibration quantile of the raw scores over the calibration window."""
     peak: FloatArray
     """The largest raw score over the suppression window."""
+    tail: FloatArray | None = None
+    """(n_series, len(TAIL_LEVELS)): the raw scores' quantiles at ``TAIL_LEVELS`` over the
+    calibration window (None: calibrate on ``quantile`` alone)."""
+    count: FloatArray | None = None
+    """Raw scores in the calibration window."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,9 @@ class StoredScoreStats:
     """The output series' labels, without ``__name__``."""
     quantile: float
     peak: float
+    tail: tuple[float, ...] = ()
+    """Quantiles at ``TAIL_LEVELS`` (empty: not asked for)."""
+    count: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -69,9 +85,62 @@ def scale_of(quantile: FloatArray) -> FloatArray:
     return np.maximum(compressed, _MIN_SCALE)
 
 
-def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True) -> Calibrated:
-    """Calibrated (and, with ``suppress``, de-duplicated) scores of ``raw`` (n, m)."""
+# Shape parameters tried by the tail fit: from a bounded tail (< 0) through the
+# exponential (0) to a heavy one; compressed scores rarely leave this range.
+_SHAPES = np.linspace(-0.5, 0.5, 41)
+
+
+def tail_level(tail: FloatArray, count: FloatArray, exceedance: float) -> FloatArray:
+    """The compressed score that a series' own history exceeds with probability
+    ``exceedance`` per point: a generalised Pareto distribution fitted to the tail of its
+    compressed raw scores above the ``TAIL_LEVELS[0]`` quantile (peaks over threshold),
+    through the higher quantiles. NaN where the history holds too few exceedances.
+
+    The fit is least squares on the quantiles, one shape at a time over a grid, with the
+    scale in closed form: vectorised over series, no iteration that could fail to converge.
+    """
+    compressed = np.log1p(np.maximum(tail, 0.0))
+    base = compressed[:, 0]
+    excess = compressed[:, 1:] - base[:, None]
+    above = 1.0 - TAIL_LEVELS[0]
+    # log of (probability above the base) / (probability above each fitted quantile)
+    ratios = np.log(above / (1.0 - np.asarray(TAIL_LEVELS[1:])))
+    target = math.log(above / exceedance) if exceedance < above else 0.0
+
+    def growth(ratio: FloatArray | float) -> FloatArray:
+        """The quantile's distance above the base, in units of the scale, per shape."""
+        shape = _SHAPES[:, None]
+        safe = np.where(np.abs(shape) < 1e-9, 1.0, shape)
+        return np.where(np.abs(shape) < 1e-9, ratio, np.expm1(safe * ratio) / safe)
+
+    basis = growth(ratios)  # (shapes, levels)
+    with np.errstate(invalid="ignore"):
+        scale = np.maximum(excess @ basis.T / np.sum(basis * basis, axis=1), 0.0)
+        errors = np.sum((excess[:, None, :] - scale[:, :, None] * basis[None]) ** 2, axis=2)
+    best = np.argmin(np.nan_to_num(errors, nan=np.inf), axis=1)
+    rows = np.arange(tail.shape[0])
+    level = base + scale[rows, best] * growth(target)[best, 0]
+    enough = (count * above >= _MIN_EXCEEDANCES) & np.all(np.isfinite(compressed), axis=1)
+    return np.where(enough, level, np.nan)
+
+
+def calibration_scale(history: ScoreHistory, exceedance: float | None) -> FloatArray:
+    """The divisor of compressed scores: the tail fit's level for ``exceedance`` where the
+    history allows one, else the calibration quantile; never below the floor."""
     scale = scale_of(history.quantile)
+    if exceedance is None or history.tail is None or history.count is None:
+        return scale
+    level = tail_level(history.tail, history.count, exceedance)
+    return np.where(np.isfinite(level), np.maximum(level, _MIN_SCALE), scale)
+
+
+def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
+              exceedance: float | None = None) -> Calibrated:
+    """Calibrated (and, with ``suppress``, de-duplicated) scores of ``raw`` (n, m).
+
+    ``exceedance``: the chance per point that an ordinary point of the series scores above
+    1 (from the tail fit, see ``tail_level``); None calibrates on the quantile alone."""
+    scale = calibration_scale(history, exceedance)
     with np.errstate(invalid="ignore"):
         level = np.log1p(np.maximum(raw, 0.0)) / scale[:, None]
     band_factor = np.expm1(scale)
@@ -92,13 +161,17 @@ def history_of(past: FloatArray, quantile: float, calibration_points: int,
     statistics a database returns over the same windows."""
     window = past[:, -calibration_points:] if calibration_points > 0 else past[:, :0]
     recent = past[:, -suppression_points:] if suppression_points > 0 else past[:, :0]
+    n = past.shape[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, on purpose
-        q = (np.nanquantile(window, quantile, axis=1) if window.shape[1]
-             else np.full(past.shape[0], np.nan))
-        peak = (np.nanmax(recent, axis=1) if recent.shape[1]
-                else np.full(past.shape[0], np.nan))
-    return ScoreHistory(np.asarray(q, dtype=float), np.asarray(peak, dtype=float))
+        if window.shape[1]:
+            levels = np.nanquantile(window, (quantile, *TAIL_LEVELS), axis=1).T
+        else:
+            levels = np.full((n, 1 + len(TAIL_LEVELS)), np.nan)
+        peak = (np.nanmax(recent, axis=1) if recent.shape[1] else np.full(n, np.nan))
+    count = np.sum(np.isfinite(window), axis=1).astype(float)
+    return ScoreHistory(np.asarray(levels[:, 0], dtype=float), np.asarray(peak, dtype=float),
+                        np.asarray(levels[:, 1:], dtype=float), count)
 
 
 def window_points(seconds: float | None, step_seconds: float) -> int:

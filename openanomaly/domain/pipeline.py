@@ -70,7 +70,14 @@ class ScoringSpec(_Strict):
     )
     calibration_quantile: float = Field(
         default=0.99, gt=0.5, lt=1,
-        description="the quantile of the series' recent raw scores that becomes score 1",
+        description="the quantile of the series' recent raw scores that becomes score 1 "
+        "while the history is too short for false_alarm_days (or when that is null)",
+    )
+    false_alarm_days: float | None = Field(
+        default=None, gt=0,
+        description="score 1 is set where an ordinary point of the series would exceed it "
+        "about once per this many days, from a fit of the tail of its own raw scores over "
+        "calibration_window (see domain/detection.py); null: calibration_quantile only",
     )
     suppression_window: Duration | None = Field(
         default=86400.0,

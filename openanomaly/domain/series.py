@@ -31,6 +31,10 @@ class Series:
     def name(self) -> str:
         return self.labels.get("__name__", "")
 
+    def where(self, keep: npt.NDArray[np.bool_]) -> Series:
+        """The samples where ``keep`` is true."""
+        return Series(self.labels, self.timestamps_ms[keep], self.values[keep])
+
     @classmethod
     def of(
         cls, labels: Mapping[str, str], timestamps_ms: Sequence[int] | IntArray,

@@ -412,10 +412,15 @@ def worker(ctx: click.Context, concurrency: int | None, log_level: str | None) -
               help="Files replayed in parallel processes (each loads the model).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("nab-results.json"),
               show_default=True)
+@click.option("--forecast-cache", "forecast_cache",
+              type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Keep forecasts in this folder and reuse them in later runs that replay "
+              "the same contexts with the same model settings (scoring changes only).")
 @click.pass_context
 @_friendly_errors
 def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, model: str,
-              horizon: int, context: int, jobs: int, out: Path) -> None:
+              horizon: int, context: int, jobs: int, out: Path,
+              forecast_cache: Path | None) -> None:
     """NAB score of the production scoring: NAB's tuned threshold and the deployable one.
 
     Replays each labelled file causally (forecast HORIZON rows from the CONTEXT rows before
@@ -431,7 +436,7 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
     if model not in models:
         raise click.BadParameter(f"unknown model {model!r}; known: {', '.join(sorted(models))}")
     run_nab(data, model, models, load_scoring(pipeline_options), horizon, context, out,
-            click.echo, jobs)
+            click.echo, jobs, forecast_cache)
 
 
 @benchmark.command("nab-report")
@@ -445,11 +450,19 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("docs/benchmarks.md"),
               show_default=True)
+@click.option("--forecast-cache", "forecast_cache",
+              type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Keep forecasts in this folder and reuse them in later runs that replay "
+              "the same contexts with the same model settings (scoring changes only).")
 @click.pass_context
 @_friendly_errors
 def bench_nab_report(ctx: click.Context, data: Path, configurations: Path, horizon: int,
-                     context: int, jobs: int, out: Path) -> None:
-    """Replay every configuration of CONFIGURATIONS on NAB and write the results page."""
+                     context: int, jobs: int, out: Path, forecast_cache: Path | None) -> None:
+    """Replay every configuration of CONFIGURATIONS on NAB and write the results page:
+    in sample and cross-validated, leaving out one folder of the data at a time.
+
+    Configurations that share a model share its forecasts (kept in a temporary folder, or
+    in --forecast-cache)."""
     from openanomaly.config import default_models
     from openanomaly.entrypoints.benchmark.nab import write_report
 
@@ -460,7 +473,7 @@ def bench_nab_report(ctx: click.Context, data: Path, configurations: Path, horiz
         [f"--data {data}", f"--configurations {configurations}", f"--jobs {jobs}",
          f"--out {out}"]))
     write_report(data, configurations, models, horizon, context, jobs, out, command,
-                 click.echo)
+                 click.echo, forecast_cache)
 
 
 @cli.command()

@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 
 from openanomaly.domain.check import Checked, HistoryOf, check_windows, prepare_contexts
-from openanomaly.domain.detection import ScoreHistory
+from openanomaly.domain.detection import TAIL_LEVELS, ScoreHistory
 from openanomaly.domain.errors import DuplicateSamples, OutOfOrderSamples, TooManySeries
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.output import (
@@ -114,17 +114,25 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
     scoring = spec.scoring
     assert scoring.calibration_window is not None
     quantile, peak = np.full(len(labels), np.nan), np.full(len(labels), np.nan)
+    levels = TAIL_LEVELS if scoring.false_alarm_days is not None else ()
+    tail = np.full((len(labels), len(levels)), np.nan)
+    count = np.zeros(len(labels))
     find = row_of(labels)
     suppression = scoring.suppression_window
     for stats in tsdb.score_stats(
             spec.output.prefix + RAW_SCORE, spec.name, before_ms - 1,
             scoring.calibration_quantile, round(scoring.calibration_window * 1000),
             round(suppression * 1000) if suppression is not None else None,
-            max_series=spec.max_series):
+            max_series=spec.max_series, tail_levels=levels):
         i = find(stats.labels)
         if i is not None:
             quantile[i], peak[i] = stats.quantile, stats.peak
-    return ScoreHistory(quantile, peak)
+            if levels and len(stats.tail) == len(levels):
+                tail[i] = stats.tail
+                count[i] = np.nan_to_num(stats.count, nan=0.0)
+    if not levels:
+        return ScoreHistory(quantile, peak)
+    return ScoreHistory(quantile, peak, tail, count)
 
 
 def check_slots(
@@ -163,7 +171,13 @@ def check_slots(
         kept_labels = [labels[i] for i in keep]
         timestamps = batch.timestamps_ms[end - window + 1:end + 1]
         for metric, values in outputs:
-            out += rows_to_series(prefix, metric, kept_labels, timestamps, values[rows][keep])
+            written = rows_to_series(prefix, metric, kept_labels, timestamps,
+                                     values[rows][keep])
+            if metric == RAW_SCORE:
+                # Later runs take quantiles of these samples in the database, which would
+                # count a NaN as a value: a point without an actual is left out instead.
+                written = [one.where(np.isfinite(one.values)) for one in written]
+            out += [one for one in written if one.values.size]
     scores = checked.score.reshape(len(end_indices), n, window)
     last = slice((len(end_indices) - 1) * n, len(end_indices) * n)  # the latest slot's
     if not end_indices:

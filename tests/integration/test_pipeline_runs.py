@@ -140,20 +140,25 @@ def test_max_series_exceeded_writes_nothing(prom_client, engine, unique):
     assert not read(prom_client, f'{{source_metric="{metric}"}}', at - 10 * STEP, at)
 
 
+@pytest.mark.parametrize("calibration", [
+    {"calibration_window": "2h", "suppression_window": "30m"},
+    # Long enough for the tail fit: its quantiles and count are read back too.
+    {"calibration_window": "6h", "suppression_window": "30m", "false_alarm_days": 0.5},
+], ids=["quantile", "tail-fit"])
 def test_calibrated_backfill_equals_live_runs_that_read_history_from_prometheus(
-        prom_client, engine, unique):
+        prom_client, engine, unique, calibration):
     # Live runs read the raw-score history back with quantile_over_time / max_over_time;
     # a backfill computes the same statistics in memory. Both must write the same scores.
     from openanomaly.services.backfill import backfill, backfill_slots
 
     metric = unique("calibrated")
     end = slot_now() - 10 * STEP
-    source = history(metric, {"job": "api"}, end, n=600, seed=4)
+    source = history(metric, {"job": "api"}, end, n=900, seed=4)
     source.values[-30] += 25  # one spike inside the compared range
-    prom_client.write([source])
-    options = {"model": "seasonal_naive", "context": "3h",
-               "scoring": {"calibration_window": "2h", "suppression_window": "30m"}}
-    start = end - 150 * STEP
+    source.values[-400:-390] = np.nan  # a gap: no raw score is written there
+    prom_client.write([source.where(np.isfinite(source.values))])
+    options = {"model": "seasonal_naive", "context": "3h", "scoring": calibration}
+    start = end - 450 * STEP
     backfilled = spec(unique("bf"), metric, **options)
     backfill(backfilled, start, end, prom_client, engine)
     live = spec(unique("live"), metric, **options)

@@ -195,3 +195,48 @@ def test_settings_refuse_two_kinds_of_auth_and_unknown_keys():
     settings = PrometheusSettings(url="http://db:9090/")
     assert settings.effective_remote_write_url == "http://db:9090/api/v1/write"
     assert "s3cret" not in repr(PrometheusSettings(bearer_token="s3cret"))
+
+
+def test_score_stats_with_the_tail_match_the_same_statistics_in_memory(prom_client, unique):
+    # Live runs read the tail of their raw-score history back from the database; replays
+    # and backfills compute it in memory. Both must agree for their scores to agree.
+    from openanomaly.domain.detection import TAIL_LEVELS, history_of
+
+    metric, pipeline = unique("raw_score"), unique("p")
+    end = minute_now() - 10 * MINUTE
+    timestamps = end - MINUTE * np.arange(400)[::-1]
+    rng = np.random.default_rng(2)
+    values = {"a": rng.exponential(1.0, 400), "b": rng.pareto(2.0, 400)}
+    values["b"][::7] = np.nan  # gaps: runs write no raw score where the actual is missing
+    prom_client.write([
+        Series.of({"__name__": metric, "pipeline": pipeline, "host": host}, timestamps,
+                  v).where(np.isfinite(v))
+        for host, v in values.items()])
+
+    # Between two samples, so the windows hold the same samples however their ends close.
+    at = end + MINUTE // 2
+    stats = prom_client.score_stats(metric, pipeline, at, 0.99, 300 * MINUTE, 30 * MINUTE,
+                                    tail_levels=TAIL_LEVELS)
+
+    found = {s.labels["host"]: s for s in stats}
+    assert found.keys() == {"a", "b"}
+    assert all(s.labels == {"pipeline": pipeline, "host": h} for h, s in found.items())
+    for host, series in values.items():
+        # The newest 300 samples.
+        expected = history_of(series[None, -300:], 0.99, 300, 30)
+        assert expected.tail is not None and expected.count is not None
+        np.testing.assert_allclose(found[host].tail, expected.tail[0], rtol=1e-9, err_msg=host)
+        assert found[host].count == expected.count[0]
+        assert found[host].quantile == pytest.approx(expected.quantile[0], rel=1e-9)
+        assert found[host].peak == pytest.approx(expected.peak[0], rel=1e-9)
+
+
+def test_score_stats_without_tail_levels_ask_for_no_tail(prom_client, unique):
+    metric, pipeline = unique("raw_score"), unique("p")
+    end = minute_now() - 10 * MINUTE
+    timestamps = end - MINUTE * np.arange(20)[::-1]
+    prom_client.write([Series.of({"__name__": metric, "pipeline": pipeline}, timestamps,
+                                 np.arange(20.0))])
+    (stats,) = prom_client.score_stats(metric, pipeline, end, 0.5, 60 * MINUTE, None)
+    assert stats.tail == () and math.isnan(stats.count) and math.isnan(stats.peak)
+    assert stats.quantile == pytest.approx(9.5)

@@ -99,7 +99,8 @@ class FakeTSDB:
 
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
                     quantile_window_ms: int, peak_window_ms: int | None, *,
-                    max_series: int | None = None) -> list[StoredScoreStats]:
+                    max_series: int | None = None,
+                    tail_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
         """As Prometheus' quantile_over_time and max_over_time compute them: over the
         samples in (at - window, at]."""
         self.read_backs.append(("score_stats", metric, pipeline))
@@ -116,9 +117,11 @@ class FakeTSDB:
         for key in quantiles.keys() | peaks.keys():
             q, p = quantiles.get(key, np.empty(0)), peaks.get(key, np.empty(0))
             if q.size or p.size:
+                tail = (tuple(float(v) for v in np.quantile(q, tail_levels))
+                        if q.size and tail_levels else (np.nan,) * len(tail_levels))
                 out.append(StoredScoreStats(
                     dict(key), float(np.quantile(q, quantile)) if q.size else np.nan,
-                    float(np.max(p)) if p.size else np.nan))
+                    float(np.max(p)) if p.size else np.nan, tail, float(q.size)))
         return out
 
     def series_named(self, name: str) -> dict[tuple[tuple[str, str], ...], dict[int, float]]:

@@ -6,7 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from openanomaly.domain.detection import ScoreHistory, calibrate, history_of, scale_of
+from openanomaly.domain.detection import (
+    TAIL_LEVELS,
+    ScoreHistory,
+    calibrate,
+    calibration_scale,
+    history_of,
+    scale_of,
+    tail_level,
+)
 
 NO_HISTORY = ScoreHistory(np.array([np.nan]), np.array([np.nan]))
 
@@ -57,3 +65,67 @@ def test_history_from_memory_uses_only_the_windows():
     assert history.peak[0] == pytest.approx(3.0)
     empty = history_of(np.zeros((2, 0)), 0.99, 10, 10)
     assert np.isnan(empty.quantile).all() and np.isnan(empty.peak).all()
+
+
+def _tail_history(raw: np.ndarray) -> ScoreHistory:
+    """The statistics a database returns over ``raw`` (n, t), as history_of computes them."""
+    return history_of(raw, 0.99, raw.shape[1], 1)
+
+
+def test_tail_fit_extrapolates_an_exponential_tail():
+    # Compressed scores log1p(raw) ~ Exp(1): the level exceeded with probability p is -ln p,
+    # beyond anything the 20,000 points hold for p = 1e-5 (1-minute steps, 70 days).
+    rng = np.random.default_rng(3)
+    raw = np.expm1(rng.exponential(1.0, size=(4, 20_000)))
+    history = _tail_history(raw)
+    for p in (1e-3, 1e-4, 1e-5):
+        level = tail_level(history.tail, history.count, p)
+        np.testing.assert_allclose(level, -math.log(p), rtol=0.15)
+
+
+def test_tail_fit_follows_a_bounded_tail_and_a_heavy_one():
+    rng = np.random.default_rng(5)
+    bounded = np.expm1(rng.uniform(0.0, 4.0, size=(1, 20_000)))  # never above 4
+    heavy = np.expm1(rng.pareto(3.0, size=(1, 20_000)))  # shape 1/3 in compressed units
+    low = tail_level(*_tail_args(bounded), 1e-5)
+    high = tail_level(*_tail_args(heavy), 1e-5)
+    assert 3.8 < low[0] < 4.4
+    assert high[0] > 2 * np.quantile(np.log1p(heavy), 0.998)
+
+
+def _tail_args(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    history = _tail_history(raw)
+    assert history.tail is not None and history.count is not None
+    return history.tail, history.count
+
+
+def test_tail_fit_needs_enough_exceedances_and_then_replaces_the_quantile():
+    rng = np.random.default_rng(7)
+    short = np.expm1(rng.exponential(1.0, size=(1, 200)))  # 20 points above q0.9
+    assert np.isnan(tail_level(*_tail_args(short), 1e-4)).all()
+    history = _tail_history(short)
+    # Too short for the fit: the calibration quantile decides, as without a rate.
+    np.testing.assert_allclose(calibration_scale(history, 1e-4),
+                               calibration_scale(history, None))
+    long = np.expm1(rng.exponential(1.0, size=(1, 5_000)))
+    history = _tail_history(long)
+    assert calibration_scale(history, 1e-4)[0] > calibration_scale(history, None)[0] + 2
+
+
+def test_rarer_false_alarms_raise_the_bar_and_scores_above_it_alarm():
+    rng = np.random.default_rng(11)
+    past = np.expm1(rng.exponential(1.0, size=(1, 5_000)))
+    history = _tail_history(past)
+    often, rarely = (calibration_scale(history, p)[0] for p in (1e-3, 1e-5))
+    assert often < rarely
+    at_level = np.expm1(np.array([[0.9 * rarely, 1.1 * rarely]]))
+    out = calibrate(at_level, history, suppress=False, exceedance=1e-5)
+    assert out.score[0, 0] < 1 < out.score[0, 1]
+
+
+def test_history_from_memory_holds_the_tail_quantiles_and_the_count():
+    past = np.array([[np.nan, *np.arange(100.0)]])
+    history = history_of(past, 0.99, calibration_points=101, suppression_points=1)
+    assert history.tail is not None and history.count is not None
+    np.testing.assert_allclose(history.tail[0], np.quantile(np.arange(100.0), TAIL_LEVELS))
+    assert history.count[0] == 100

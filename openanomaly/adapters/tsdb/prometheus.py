@@ -41,6 +41,9 @@ from openanomaly.domain.series import Series
 
 logger = logging.getLogger(__name__)
 
+# Names which statistic a row of the combined tail query holds (see score_stats).
+_STAT_LABEL = "openanomaly_statistic"
+
 # Prometheus refuses more than 11,000 points per series in one query; stay well below.
 MAX_POINTS_PER_REQUEST = 10_000
 # Reads that name no series bound (the demo, tools) get the budget of a pipeline with
@@ -297,25 +300,48 @@ class PrometheusAdapter(Closing):
 
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
                     quantile_window_ms: int, peak_window_ms: int | None, *,
-                    max_series: int | None = None) -> list[StoredScoreStats]:
-        """Two instant evaluations (``quantile_over_time`` and ``max_over_time``) at
-        ``at``, joined by label set; the function results carry no ``__name__``."""
+                    max_series: int | None = None,
+                    tail_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
+        """Instant evaluations (``quantile_over_time``, ``max_over_time``, and for the tail
+        one query of several quantiles and ``count_over_time``) at ``at``, joined by label
+        set; the function results carry no ``__name__``."""
         selector = _written(metric, pipeline)
+        window = _seconds_range(quantile_window_ms)
 
-        def at_instant(query: str) -> dict[frozenset[tuple[str, str]], float]:
+        def at_instant(query: str, per_series: int = 1,
+                       ) -> dict[frozenset[tuple[str, str]], float]:
             # An instant evaluation as a one-step range keeps one code path for reads.
+            bound = None if max_series is None else max_series * per_series
             return {frozenset(found.labels.items()): float(found.values[-1])
                     for found in self.query_range(query, at_ms, at_ms, 1000,
-                                                  max_series=max_series)
+                                                  max_series=bound)
                     if found.values.size}
 
-        quantiles = at_instant(f"quantile_over_time({quantile:g}, "
-                               f"{selector}[{_seconds_range(quantile_window_ms)}])")
+        quantiles = at_instant(f"quantile_over_time({quantile:g}, {selector}[{window}])")
         peaks = (at_instant(f"max_over_time({selector}[{_seconds_range(peak_window_ms)}])")
                  if peak_window_ms is not None else {})
-        return [StoredScoreStats(dict(key), quantiles.get(key, math.nan),
-                                 peaks.get(key, math.nan))
-                for key in quantiles.keys() | peaks.keys()]
+        tails: dict[frozenset[tuple[str, str]], dict[str, float]] = {}
+        if tail_levels:
+            # One request: each statistic is told apart by a label of its own.
+            parts = [f"quantile_over_time({level:g}, {selector}[{window}])"
+                     for level in tail_levels] + [f"count_over_time({selector}[{window}])"]
+            names = [f"q{index}" for index in range(len(tail_levels))] + ["count"]
+            query = " or ".join(
+                f'label_replace({part}, "{_STAT_LABEL}", "{name}", "", "")'
+                for part, name in zip(parts, names, strict=True))
+            for key, value in at_instant(query, len(parts)).items():
+                labels = dict(key)
+                stat = labels.pop(_STAT_LABEL, "")
+                tails.setdefault(frozenset(labels.items()), {})[stat] = value
+        out = []
+        for key in quantiles.keys() | peaks.keys() | tails.keys():
+            found = tails.get(key, {})
+            tail = (tuple(found.get(f"q{i}", math.nan) for i in range(len(tail_levels)))
+                    if tail_levels else ())
+            out.append(StoredScoreStats(dict(key), quantiles.get(key, math.nan),
+                                        peaks.get(key, math.nan), tail,
+                                        found.get("count", math.nan)))
+        return out
 
     @staticmethod
     def _join(labels: dict[str, str], parts: list[tuple[np.ndarray, np.ndarray]]) -> Series:

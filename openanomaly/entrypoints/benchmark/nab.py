@@ -3,22 +3,24 @@ threshold and at the production alert threshold."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
 
-from openanomaly.bootstrap import benchmark_engine, nab_corpus
+from openanomaly.bootstrap import nab_corpus, replay_engine
 from openanomaly.config import ModelSettings, parse_model_settings
+from openanomaly.domain.cross_validation import HeldOut, cross_validate
 from openanomaly.domain.errors import ConfigError
-from openanomaly.domain.nab_scoring import PROFILES, ProfileResult, evaluate
+from openanomaly.domain.nab_scoring import PROFILES, LabelledScores, ProfileResult, evaluate
 from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.entrypoints.progress import Progress
 from openanomaly.ports import ModelEngine
@@ -51,9 +53,9 @@ def load_scoring(path: Path | None) -> ScoringSpec:
 _engine: ModelEngine | None = None
 
 
-def _start_worker(models: dict[str, ModelSettings]) -> None:
+def _start_worker(models: dict[str, ModelSettings], cache: Path | None) -> None:
     global _engine
-    _engine = benchmark_engine(models)
+    _engine = replay_engine(models, cache)
 
 
 def _replay_one(item: ReplayInput, scoring: ScoringSpec, model: str, horizon: int,
@@ -64,14 +66,15 @@ def _replay_one(item: ReplayInput, scoring: ScoringSpec, model: str, horizon: in
 
 def replay_corpus(items: list[ReplayInput], models: dict[str, ModelSettings],
                   scoring: ScoringSpec, model: str, horizon: int, context: int,
-                  jobs: int) -> list[Replayed]:
+                  jobs: int, cache: Path | None = None) -> list[Replayed]:
     """Replay every file, in ``jobs`` processes (each loads the model once)."""
     with Progress("replay", "file", total=len(items)) as progress:
         if jobs <= 1:
-            return replay(items, scoring, benchmark_engine(models), model, horizon, context,
-                          progress=progress.update_to)
+            return replay(items, scoring, replay_engine(models, cache), model, horizon,
+                          context, progress=progress.update_to)
         done: dict[int, Replayed] = {}
-        with ProcessPoolExecutor(jobs, initializer=_start_worker, initargs=(models,)) as pool:
+        with ProcessPoolExecutor(jobs, initializer=_start_worker,
+                                 initargs=(models, cache)) as pool:
             futures = {pool.submit(_replay_one, item, scoring, model, horizon, context): i
                        for i, item in enumerate(items)}
             for future in as_completed(futures):
@@ -83,22 +86,25 @@ def replay_corpus(items: list[ReplayInput], models: dict[str, ModelSettings],
 def run_nab(
     data: Path, model: str, models: dict[str, ModelSettings], scoring: ScoringSpec,
     horizon: int, context: int, out: Path | None, echo: Callable[[str], None],
-    jobs: int = 1,
+    jobs: int = 1, cache: Path | None = None,
 ) -> list[ProfileResult]:
     items = corpus_items(data)
     started = time.perf_counter()
-    replayed = replay_corpus(items, models, scoring, model, horizon, context, jobs)
+    replayed = replay_corpus(items, models, scoring, model, horizon, context, jobs, cache)
     seconds = time.perf_counter() - started
     files = [r.labelled for r in replayed]
     results = []
-    echo(f"{'profile':<20} {'NAB (tuned)':>12} {'threshold':>10} "
+    held_out = {}
+    echo(f"{'profile':<20} {'NAB (tuned)':>12} {'threshold':>10} {'held out':>9} "
          f"{'deployable':>11} {'(score > ' + format(scoring.threshold, 'g') + ')':>12}")
     for profile in PROFILES:
         tuned = evaluate(files, profile)
         deployable = evaluate(files, profile, threshold=scoring.threshold)
+        held_out[profile.name] = cross_validate({model: files}, profile).score
         results += [tuned, deployable]
         echo(f"{profile.name:<20} {tuned.normalised:>12.1f} {tuned.threshold:>10.3g} "
-             f"{deployable.normalised:>11.1f}")
+             f"{held_out[profile.name]:>9.1f} {deployable.normalised:>11.1f}")
+    echo("(held out: the threshold tuned on all folders but one, scored on that one)")
     accuracy = summarise_accuracy([r.accuracy for r in replayed])
     echo(f"\nforecast accuracy against {BASELINE} (geometric mean over files, < 1 is better):"
          f" MASE ratio {accuracy['relative_mae']:.3f}, quantile loss ratio "
@@ -117,6 +123,7 @@ def run_nab(
         out.write_text(json.dumps({
             "model": model, "scoring": scoring.model_dump(mode="json"), "horizon": horizon,
             "context": context, "seconds": seconds, "jobs": jobs, "accuracy": accuracy,
+            "held_out": held_out,
             "results": [{"profile": r.profile, "threshold": r.threshold, "score": r.normalised,
                          "files": [vars(f) for f in r.files]} for r in results],
         }, indent=2, default=str))
@@ -193,35 +200,72 @@ def load_configurations(
     return found, all_models
 
 
+@dataclass(frozen=True)
+class ReportRow:
+    configuration: Configuration
+    tuned: list[float]
+    """NAB's tuned threshold, per profile, tuned on all files (in sample)."""
+    held_out: list[float]
+    """The threshold tuned on the other folders, per profile (leave one folder out)."""
+    deployable: list[float]
+    """``score > threshold`` per profile: nothing tuned on the files."""
+    accuracy: dict[str, float]
+    seconds: float
+
+
 def write_report(
     data: Path, configurations_path: Path, models: dict[str, ModelSettings], horizon: int,
     context: int, jobs: int, out: Path, command: str, echo: Callable[[str], None],
+    cache: Path | None = None,
 ) -> None:
-    """Replay every configuration and write the comparison page."""
+    """Replay every configuration and write the comparison page, in sample and
+    cross-validated over the data's folders."""
     configurations, all_models = load_configurations(configurations_path, models)
     items = corpus_items(data)
     rows = []
+    scored: dict[str, list[LabelledScores]] = {}
     started = time.perf_counter()
-    for configuration in configurations:
-        echo(f"{configuration.name} ({configuration.model})")
-        began = time.perf_counter()
-        replayed = replay_corpus(items, all_models, configuration.scoring,
-                                 configuration.model, horizon, context, jobs)
-        files = [r.labelled for r in replayed]
-        tuned = [evaluate(files, p).normalised for p in PROFILES]
-        deployable = [evaluate(files, p, threshold=configuration.scoring.threshold).normalised
-                      for p in PROFILES]
-        accuracy = summarise_accuracy([r.accuracy for r in replayed])
-        rows.append((configuration, tuned, deployable, accuracy, time.perf_counter() - began))
-        echo(f"  standard {tuned[0]:.1f}, deployable {deployable[0]:.1f}")
+    with contextlib.ExitStack() as stack:
+        # Configurations that share a model share its forecasts.
+        folder = cache or Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="openanomaly-forecasts-")))
+        for configuration in configurations:
+            echo(f"{configuration.name} ({configuration.model})")
+            began = time.perf_counter()
+            replayed = replay_corpus(items, all_models, configuration.scoring,
+                                     configuration.model, horizon, context, jobs, folder)
+            files = [r.labelled for r in replayed]
+            scored[configuration.name] = files
+            threshold = configuration.scoring.threshold
+            row = ReportRow(
+                configuration,
+                [evaluate(files, p).normalised for p in PROFILES],
+                [cross_validate({configuration.name: files}, p).score for p in PROFILES],
+                [evaluate(files, p, threshold=threshold).normalised for p in PROFILES],
+                summarise_accuracy([r.accuracy for r in replayed]),
+                time.perf_counter() - began)
+            rows.append(row)
+            echo(f"  standard {row.tuned[0]:.1f} (held out {row.held_out[0]:.1f}), "
+                 f"deployable {row.deployable[0]:.1f}")
+    thresholds = {c.scoring.threshold for c in configurations}
+    deploy_at = thresholds.pop() if len(thresholds) == 1 else 1.0
+    chosen = {
+        "tuned": [cross_validate(scored, p) for p in PROFILES],
+        "deployable": [cross_validate(scored, p, deploy_at) for p in PROFILES],
+    }
     total = time.perf_counter() - started
-    out.write_text(_markdown(rows, len(items), data, horizon, context, jobs, total, command))
+    out.write_text(_markdown(rows, chosen, len(items), data, horizon, context, jobs, total,
+                             command))
     echo(f"wrote {out}")
 
 
-def _markdown(rows: list[Any], files: int, data: Path, horizon: int, context: int, jobs: int,
-              total: float, command: str) -> str:
+def _markdown(rows: list[ReportRow], chosen: dict[str, list[HeldOut]], files: int,
+              data: Path, horizon: int, context: int, jobs: int, total: float,
+              command: str) -> str:
     import platform
+
+    def pair(row: ReportRow, index: int) -> str:
+        return f"{row.tuned[index]:.1f} / {row.held_out[index]:.1f}"
 
     lines = [
         "# Detection quality on NAB",
@@ -235,26 +279,55 @@ def _markdown(rows: list[Any], files: int, data: Path, horizon: int, context: in
         f"forecast from the {context} rows before it, on the file's step grid (missing "
         "steps are gaps), and scored with the pipeline's options; the first 15 % of each "
         "file is context only. Scores are NAB's, normalised so that a detector that never "
-        "alarms scores 0 and a perfect one 100. **NAB** uses one threshold per profile "
-        "tuned over all files, as NAB does; **deployable** uses the production alert "
-        "threshold (`anomaly_score > 1`) with the same weights. Forecast accuracy: "
-        "geometric means over files of the model's MASE and quantile loss (0.1/0.5/0.9) "
-        "divided by seasonal naive's (below 1 is better than seasonal naive).",
+        "alarms scores 0 and a perfect one 100.",
         "",
-        "| configuration | model | NAB standard | NAB low FP | NAB low FN | deployable "
-        "standard | deployable low FP | deployable low FN | MASE ratio | QL ratio | time |",
+        "- **NAB in / held out**: one threshold per profile tuned as NAB does, *in sample* "
+        "over all files, then *held out*: tuned on all folders but one and applied to the "
+        "one left out, for each folder in turn (the held-out raw scores are summed and "
+        "normalised over all windows).",
+        "- **deployable**: the production alert threshold (`anomaly_score > 1`), nothing "
+        "tuned on the files.",
+        "- **MASE / QL ratio**: geometric means over files of the model's MASE and "
+        "quantile loss (0.1/0.5/0.9) divided by seasonal naive's (below 1 is better).",
+        "",
+        "| configuration | model | NAB standard in / held out | NAB low FP in / held out "
+        "| NAB low FN in / held out | deployable standard | deployable low FP "
+        "| deployable low FN | MASE ratio | QL ratio | time |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for configuration, tuned, deployable, accuracy, seconds in rows:
+    for row in rows:
         lines.append(
-            f"| {configuration.name} | {configuration.model} | "
-            + " | ".join(f"{v:.1f}" for v in (*tuned, *deployable))
-            + f" | {accuracy['relative_mae']:.3f} | {accuracy['relative_quantile_loss']:.3f}"
-            f" | {seconds:.0f} s |")
+            f"| {row.configuration.name} | {row.configuration.model} | "
+            + " | ".join(pair(row, i) for i in range(len(PROFILES))) + " | "
+            + " | ".join(f"{v:.1f}" for v in row.deployable)
+            + f" | {row.accuracy['relative_mae']:.3f} "
+            f"| {row.accuracy['relative_quantile_loss']:.3f} | {row.seconds:.0f} s |")
     lines += [
         "",
+        "## Choosing the configuration by cross-validation",
+        "",
+        "For each folder, the configuration (and for NAB's columns its threshold) that "
+        "scores best on the other folders is scored on that folder: what choosing among the "
+        "configurations above is worth on data the choice has not seen.",
+        "",
+        "| choice | standard | low FP | low FN |",
+        "|---|---|---|---|",
+        "| tuned threshold, best configuration (held out) | "
+        + " | ".join(f"{h.score:.1f}" for h in chosen["tuned"]) + " |",
+        "| `score > 1`, best configuration (held out) | "
+        + " | ".join(f"{h.score:.1f}" for h in chosen["deployable"]) + " |",
+        "",
+        "Chosen per held-out folder (standard profile):",
+        "",
+        "| held-out folder | tuned threshold: configuration (threshold) | `score > 1`: "
+        "configuration |",
+        "|---|---|---|",
+        *(f"| {t[0]} | {t[1]} ({t[2]:.3g}) | {d[1]} |"
+          for t, d in zip(chosen["tuned"][0].picks, chosen["deployable"][0].picks,
+                          strict=True)),
+        "",
         "Published detectors on the same files (from the data folder's README; NAB's "
-        "tuned thresholds):",
+        "tuned thresholds, in sample):",
         "",
         "| detector | standard | low FP | low FN |",
         "|---|---|---|---|",
