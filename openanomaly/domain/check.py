@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from openanomaly.domain.detection import ScoreHistory, calibrate
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import ScoringSpec
-from openanomaly.domain.scoring import band_quantiles, noise_level, score
+from openanomaly.domain.scoring import band_quantiles, counts_like, noise_level, score
 from openanomaly.domain.series import FloatArray
 from openanomaly.domain.shifts import reanchor
 
@@ -61,7 +61,8 @@ def check_windows(
     contexts = prepare_contexts(scoring, contexts)
     quantiles = tuple(sorted({*band_quantiles(scoring), *extra_quantiles}))
     forecast = forecaster(ForecastRequest(contexts, actuals.shape[1], quantiles, step_seconds))
-    scored = score(scoring, actuals, forecast, noise_level(contexts))
+    scored = score(scoring, actuals, forecast, noise_level(contexts),
+                   counts_like(contexts))
     calibrating = scoring.calibration_window is not None and history is not None
     if not calibrating:
         return Checked(forecast, scored.yhat, scored.lower, scored.upper, scored.score,

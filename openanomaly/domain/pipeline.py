@@ -59,6 +59,12 @@ class ScoringSpec(_Strict):
         description="the band's half-width is at least this many times the series' noise "
         "level, estimated from the step-to-step changes of its context (0 turns it off)",
     )
+    count_noise: bool = Field(
+        default=True,
+        description="series whose values are all non-negative whole numbers (counts per "
+        "step) get a band at least noise_floor times their counting noise wide: the square "
+        "root of the forecast",
+    )
     direction: Direction = Direction.both
     min_deviation: float = Field(
         default=0.0, ge=0, description="deviations from the median smaller than this score 0"

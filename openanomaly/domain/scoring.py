@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+import numpy.typing as npt
 
 from openanomaly.domain.forecast import QuantileForecast
 from openanomaly.domain.pipeline import Direction, ScoringSpec, Technique
@@ -21,6 +22,8 @@ from openanomaly.domain.series import FloatArray
 # is rounding noise, and would make a constant series (up == 1) alarm on it. Real changes
 # of a flat series still score far above 1.
 _RELATIVE_WIDTH_FLOOR = 1e-6
+# Fewer known values than this and a context is not taken for counts.
+_MIN_COUNT_POINTS = 16
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,25 @@ def noise_level(context: FloatArray) -> FloatArray:
     return np.asarray(1.4826 * mad / np.sqrt(2.0))
 
 
+def counts_like(context: FloatArray) -> npt.NDArray[np.bool_]:
+    """Per series: its context holds only non-negative whole numbers (events, requests,
+    errors counted per step), so it carries at least counting noise."""
+    finite = np.isfinite(context)
+    with np.errstate(invalid="ignore"):
+        whole = (~finite) | ((context >= 0) & (context == np.round(context)))
+    return np.asarray(np.all(whole, axis=1) & (finite.sum(axis=1) >= _MIN_COUNT_POINTS))
+
+
 def score(
     spec: ScoringSpec, actual: FloatArray, forecast: QuantileForecast,
-    noise: FloatArray | None = None,
+    noise: FloatArray | None = None, counts: npt.NDArray[np.bool_] | None = None,
 ) -> Scored:
     """Score ``actual`` (n_series, n_steps) against the first n_steps of ``forecast``.
 
     ``noise`` (one value per series, see ``noise_level``) sets the band's minimum width
-    when ``spec.noise_floor`` is positive.
+    when ``spec.noise_floor`` is positive; for series flagged in ``counts`` (see
+    ``counts_like``) that minimum is at least the counting noise at the forecast's level,
+    the square root of the median (a Poisson count's standard deviation).
     """
     steps = actual.shape[1]
     median = forecast.at(0.5)[:, :steps]
@@ -65,7 +79,11 @@ def score(
         below = spec.band_scale * (median - forecast.at(spec.band[0])[:, :steps])
         above = spec.band_scale * (forecast.at(spec.band[1])[:, :steps] - median)
         if spec.noise_floor > 0 and noise is not None:
-            floor = spec.noise_floor * np.nan_to_num(noise, nan=0.0)[:, None]
+            spread = np.broadcast_to(np.nan_to_num(noise, nan=0.0)[:, None], median.shape)
+            if counts is not None and spec.count_noise:
+                counting = np.sqrt(np.maximum(np.nan_to_num(median, nan=0.0), 1.0))
+                spread = np.where(counts[:, None], np.maximum(spread, counting), spread)
+            floor = spec.noise_floor * spread
             below = np.maximum(below, floor)
             above = np.maximum(above, floor)
         lower = median - below

@@ -84,3 +84,35 @@ def test_crossing_quantiles_are_sorted():
     native = np.array([[[3.0, 1.0, 2.0]]])
     out = interpolate_quantiles((0.1, 0.5, 0.9), native, (0.1, 0.5, 0.9), "m")
     assert out.values[0, 0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_counts_are_whole_non_negative_numbers_with_enough_known_values():
+    from openanomaly.domain.scoring import counts_like
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(3.0, (1, 100)).astype(float)
+    counts[0, :10] = np.nan  # padding and gaps do not matter
+    rates = counts / 60.0
+    negative = counts - 5
+    short = np.full((1, 100), np.nan)
+    short[0, -5:] = 1.0
+    found = counts_like(np.concatenate([counts, rates, negative, short]))
+    assert found.tolist() == [True, False, False, False]
+
+
+def test_a_count_series_band_is_never_narrower_than_its_counting_noise():
+    # A model sure of 4 events per step (a band of ±0.1) is not believed: the band's
+    # half-width is at least noise_floor x sqrt(4) = 2 x 2 events, so 7 events are
+    # ordinary and 12 are not. The same values as a non-count series keep the model's band.
+    spec = ScoringSpec(noise_floor=2.0)
+    forecast = QuantileForecast((0.1, 0.5, 0.9), np.array([[[3.9, 4.0, 4.1]] * 2]))
+    actual = np.array([[7.0, 12.0]])
+    noise = np.array([0.0])
+    as_counts = score(spec, actual, forecast, noise, np.array([True]))
+    assert as_counts.score[0].tolist() == pytest.approx([0.75, 2.0])
+    assert as_counts.upper[0, 0] == pytest.approx(8.0)
+    plain = score(spec, actual, forecast, noise, np.array([False]))
+    assert plain.score[0, 0] == pytest.approx(30.0)
+    off = score(ScoringSpec(noise_floor=2.0, count_noise=False), actual, forecast, noise,
+                np.array([True]))
+    assert off.score[0, 0] == pytest.approx(30.0)
