@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from openanomaly.domain.detection import ScoreHistory, calibrate
+from openanomaly.domain.detection import ScoreHistory, calibrate, exceedance_of
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.domain.scoring import band_quantiles, counts_like, noise_level, score
@@ -69,8 +69,7 @@ def check_windows(
                        scored.score, calibrated=False)
     assert history is not None
     final, lower, upper = scored.score.copy(), scored.lower.copy(), scored.upper.copy()
-    exceedance = (None if scoring.false_alarm_days is None
-                  else step_seconds / (scoring.false_alarm_days * 86400.0))
+    exceedance = exceedance_of(scoring, step_seconds)
     for first in range(0, actuals.shape[0], n_series):
         rows = slice(first, first + n_series)
         calibrated = calibrate(scored.score[rows], history(scored.score[rows]),

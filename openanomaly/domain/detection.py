@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.domain.series import FloatArray
 
 # The smallest divisor: a raw score of e - 1 scores 1 on a series with a quiet history.
@@ -39,6 +40,28 @@ _MIN_SCALE = 1.0
 TAIL_LEVELS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.998)
 # Fewer exceedances of the first level than this and the fit falls back to the quantile.
 _MIN_EXCEEDANCES = 30
+# With this many points expected above the wanted level, its empirical quantile is used
+# as it is; with fewer, the tail fit extrapolates to it.
+_EMPIRICAL_POINTS = 3
+# The rarest exceedance asked of the database's quantile (its level then comes from the fit).
+_RAREST_QUANTILE = 0.9999
+
+
+def exceedance_of(scoring: ScoringSpec, step_seconds: float) -> float | None:
+    """The chance per point that an ordinary point scores above 1, from
+    ``false_alarm_days`` (None: calibrate on ``calibration_quantile``)."""
+    if scoring.false_alarm_days is None:
+        return None
+    return min(step_seconds / (scoring.false_alarm_days * 86400.0), 0.5)
+
+
+def history_quantile(scoring: ScoringSpec, step_seconds: float) -> float:
+    """The quantile of the raw-score history a run asks for: the level exceeded at the
+    false-alarm rate, or ``calibration_quantile``."""
+    exceedance = exceedance_of(scoring, step_seconds)
+    if exceedance is None:
+        return scoring.calibration_quantile
+    return min(1.0 - exceedance, _RAREST_QUANTILE)
 
 
 @dataclass(frozen=True)
@@ -125,13 +148,16 @@ def tail_level(tail: FloatArray, count: FloatArray, exceedance: float) -> FloatA
 
 
 def calibration_scale(history: ScoreHistory, exceedance: float | None) -> FloatArray:
-    """The divisor of compressed scores: the tail fit's level for ``exceedance`` where the
-    history allows one, else the calibration quantile; never below the floor."""
+    """The divisor of compressed scores, never below the floor: with ``exceedance``, the
+    history's own quantile at that rate where it holds enough points above it, else the
+    tail fit's extrapolation where it holds enough for a fit; otherwise (and without
+    ``exceedance``) the history's quantile as it is."""
     scale = scale_of(history.quantile)
     if exceedance is None or history.tail is None or history.count is None:
         return scale
     level = tail_level(history.tail, history.count, exceedance)
-    return np.where(np.isfinite(level), np.maximum(level, _MIN_SCALE), scale)
+    extrapolate = np.isfinite(level) & (history.count * exceedance < _EMPIRICAL_POINTS)
+    return np.where(extrapolate, np.maximum(level, _MIN_SCALE), scale)
 
 
 def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,

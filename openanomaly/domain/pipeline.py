@@ -81,9 +81,10 @@ class ScoringSpec(_Strict):
     )
     false_alarm_days: float | None = Field(
         default=None, gt=0,
-        description="score 1 is set where an ordinary point of the series would exceed it "
-        "about once per this many days, from a fit of the tail of its own raw scores over "
-        "calibration_window (see domain/detection.py); null: calibration_quantile only",
+        description="score 1 is set where an ordinary point of the series exceeds it about "
+        "once per this many days, whatever the step: the quantile of its own raw scores over "
+        "calibration_window at that rate, extrapolated by a tail fit where the window is too "
+        "short for it (see domain/detection.py); null: calibration_quantile",
     )
     suppression_window: Duration | None = Field(
         default=86400.0,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from openanomaly.domain.detection import RunningHistory, window_points
+from openanomaly.domain.detection import RunningHistory, history_quantile, window_points
 from openanomaly.domain.output import RAW_SCORE
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.timeutil import align_down
@@ -70,7 +70,8 @@ def memory_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
     suppression = window_points(scoring.suppression_window, spec.step)
     past = stored_raw_scores(spec, tsdb, labels, first_window_ms,
                              max(calibration, suppression))
-    return RunningHistory(past, scoring.calibration_quantile, calibration, suppression)
+    return RunningHistory(past, history_quantile(scoring, spec.step), calibration,
+                          suppression)
 
 
 def backfill(

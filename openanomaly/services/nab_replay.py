@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from openanomaly.domain.check import HistoryOf, check_windows, prepare_contexts
-from openanomaly.domain.detection import RunningHistory, window_points
+from openanomaly.domain.detection import RunningHistory, history_quantile, window_points
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.nab_scoring import LabelledScores, probation_rows
 from openanomaly.domain.pipeline import ScoringSpec
@@ -87,7 +87,7 @@ def replay_history(scoring: ScoringSpec, item: ReplayInput) -> HistoryOf | None:
     if scoring.calibration_window is None:
         return None
     return RunningHistory(
-        np.empty((1, 0)), scoring.calibration_quantile,
+        np.empty((1, 0)), history_quantile(scoring, item.step_seconds),
         window_points(scoring.calibration_window, item.step_seconds),
         window_points(scoring.suppression_window, item.step_seconds)).next_window
 

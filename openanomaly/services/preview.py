@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from openanomaly.domain.detection import RunningHistory, window_points
+from openanomaly.domain.detection import RunningHistory, history_quantile, window_points
 from openanomaly.domain.output import ANOMALY_SCORE, YHAT, YHAT_LOWER, YHAT_UPPER
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.series import FloatArray, Series
@@ -76,7 +76,7 @@ def preview(spec: PipelineSpec, start_ms: int, end_ms: int, tsdb: TSDBClient,
     history = None
     if spec.scoring.calibration_window is not None:
         history = RunningHistory(
-            np.empty((n, 0)), spec.scoring.calibration_quantile,
+            np.empty((n, 0)), history_quantile(spec.scoring, spec.step),
             window_points(spec.scoring.calibration_window, spec.step),
             window_points(spec.scoring.suppression_window, spec.step)).next_window
     base = int(batch.timestamps_ms[0])

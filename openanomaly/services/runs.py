@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 
 from openanomaly.domain.check import Checked, HistoryOf, check_windows, prepare_contexts
-from openanomaly.domain.detection import TAIL_LEVELS, ScoreHistory
+from openanomaly.domain.detection import TAIL_LEVELS, ScoreHistory, history_quantile
 from openanomaly.domain.errors import DuplicateSamples, OutOfOrderSamples, TooManySeries
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.output import (
@@ -121,7 +121,7 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
     suppression = scoring.suppression_window
     for stats in tsdb.score_stats(
             spec.output.prefix + RAW_SCORE, spec.name, before_ms - 1,
-            scoring.calibration_quantile, round(scoring.calibration_window * 1000),
+            history_quantile(scoring, spec.step), round(scoring.calibration_window * 1000),
             round(suppression * 1000) if suppression is not None else None,
             max_series=spec.max_series, tail_levels=levels):
         i = find(stats.labels)

@@ -129,3 +129,27 @@ def test_history_from_memory_holds_the_tail_quantiles_and_the_count():
     assert history.tail is not None and history.count is not None
     np.testing.assert_allclose(history.tail[0], np.quantile(np.arange(100.0), TAIL_LEVELS))
     assert history.count[0] == 100
+
+
+def test_the_false_alarm_rate_sets_the_quantile_asked_of_the_history():
+    from openanomaly.domain.detection import exceedance_of, history_quantile
+    from openanomaly.domain.pipeline import ScoringSpec
+
+    quantile_only = ScoringSpec(calibration_quantile=0.98)
+    assert exceedance_of(quantile_only, 60.0) is None
+    assert history_quantile(quantile_only, 60.0) == 0.98
+    daily = ScoringSpec(false_alarm_days=1.0)
+    # Once a day: 1 point in 1,440 at 1-minute steps, 1 in 288 at 5-minute steps.
+    assert exceedance_of(daily, 60.0) == pytest.approx(1 / 1440)
+    assert history_quantile(daily, 300.0) == pytest.approx(1 - 1 / 288)
+    # Rarer than the database can tell apart: the fit takes over from that quantile.
+    assert history_quantile(ScoringSpec(false_alarm_days=365.0), 1.0) == 0.9999
+
+
+def test_with_enough_points_above_the_level_its_own_quantile_calibrates():
+    rng = np.random.default_rng(13)
+    past = np.expm1(rng.exponential(1.0, size=(1, 5_000)))
+    exceedance = 0.01  # 50 points above it: the empirical quantile is used as it is
+    history = history_of(past, 1 - exceedance, 5_000, 1)
+    np.testing.assert_allclose(calibration_scale(history, exceedance),
+                               np.log1p(np.quantile(past, 1 - exceedance)))
