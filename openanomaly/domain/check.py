@@ -2,16 +2,20 @@
 
 One chain, used by live runs, backfills and the NAB replay alike, so a change to detection
 reaches all three: optional re-anchoring of the context after a level shift, the model's
-quantile forecast, the interval score against the band (``scoring``), then calibration and
+quantile forecast, the interval score against the band (``scoring``) and, where configured,
+the detectors beside it (``detectors``: the larger raw score counts), then calibration and
 suppression against the series' own raw-score history (``detection``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from openanomaly.domain.detection import ScoreHistory, calibrate, exceedance_of
+from openanomaly.domain.detectors import combined, detector_scores
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.domain.scoring import band_quantiles, counts_like, noise_level, score
@@ -58,11 +62,18 @@ def check_windows(
     one request. With calibration configured and ``history`` given, each window is
     calibrated on the raw scores before it.
     """
+    observed = contexts
     contexts = prepare_contexts(scoring, contexts)
     quantiles = tuple(sorted({*band_quantiles(scoring), *extra_quantiles}))
     forecast = forecaster(ForecastRequest(contexts, actuals.shape[1], quantiles, step_seconds))
     scored = score(scoring, actuals, forecast, noise_level(contexts),
                    counts_like(contexts))
+    if scoring.detectors:
+        # The detectors judge what the series did, not the re-anchored view of it.
+        extra = combined(detector_scores(observed, actuals, step_seconds, scoring.detectors,
+                                         scoring.direction.value, scoring.season),
+                         actuals.shape)
+        scored = replace(scored, score=np.fmax(scored.score, extra))
     calibrating = scoring.calibration_window is not None and history is not None
     if not calibrating:
         return Checked(forecast, scored.yhat, scored.lower, scored.upper, scored.score,

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from openanomaly.domain.detectors import Detector
 from openanomaly.domain.schedule import Schedule
 from openanomaly.domain.timeutil import format_duration, parse_duration
 
@@ -90,6 +91,17 @@ class ScoringSpec(_Strict):
         default=86400.0,
         description="after an alarm, a point alarms again only if stronger than every point "
         "of this window before it (one incident, one alert); needs calibration_window",
+    )
+
+    detectors: tuple[Detector, ...] = Field(
+        default=(),
+        description="detectors beside the forecast residual, folded into the same score "
+        "(see domain/detectors.py): frozen, seasonal, drift, variance",
+    )
+    season: Duration = Field(
+        default=86400.0, gt=0,
+        description="the period the seasonal detector compares against (needs a context "
+        "longer than one season)",
     )
 
     reanchor_shifts: bool = Field(
