@@ -6,6 +6,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 
 def write_corpus(root):
@@ -80,7 +81,8 @@ def test_nab_report_compares_configurations_in_markdown(tmp_path):
         capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     page = out.read_text()
-    rows = [line for line in page.splitlines() if line.startswith("| raw |")
+    table = page.split("## What each lever gains")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| raw |")
             or line.startswith("| default |")]
     assert len(rows) == 2 and "| naive-pair |" in rows[1]
     # In sample / held out per profile. Each folder's spike or dip is caught by a
@@ -89,6 +91,16 @@ def test_nab_report_compares_configurations_in_markdown(tmp_path):
     for cell in cells:
         in_sample, held_out = (float(v) for v in cell.split("/"))
         assert 0 < held_out <= 100 and 50 < in_sample <= 100
+    # The lever table: the raw row's gains over the default row (scoring {}), as printed.
+    gains = page.split("## What each lever gains")[1].split("##")[0]
+    raw_gain = next(line for line in gains.splitlines() if line.startswith("| raw |"))
+    raw_cell = rows[0].split("|")[3]
+    default_cell = rows[1].split("|")[3]
+    expected = [float(a) - float(b) for a, b in zip(raw_cell.split("/"),
+                                                       default_cell.split("/"), strict=True)]
+    got = [float(v) for v in raw_gain.split("|")[2:4]]
+    assert got == pytest.approx(expected, abs=0.11)
+    assert "| default |" not in gains
     assert "## Choosing the configuration by cross-validation" in page
     assert "| quiet |" in page and "| synthetic |" in page
     assert "| Numenta HTM | 73.6 | 66.2 | 77.0 |" in page
