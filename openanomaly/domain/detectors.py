@@ -257,14 +257,20 @@ def _signed(z: FloatArray, direction: str) -> FloatArray:
     return np.abs(z)
 
 
-def needed_context_seconds(detector: Detector, season_seconds: float = 86400.0) -> float:
-    """The context a detector needs before it scores anything, for docs and warnings."""
+def needed_context_seconds(detector: Detector, season_seconds: float,
+                           step_seconds: float) -> float:
+    """The shortest context in which a detector scores anything: its statistic's own
+    reach back, then ``_MIN_BASELINE`` values of it."""
+    def points(seconds: float, least: int = 1) -> int:
+        return max(least, round(seconds / step_seconds))
+
     if detector == Detector.seasonal:
-        return season_seconds + _SEASONAL_SMOOTHING
-    if detector == Detector.drift:
-        return 4 * _DRIFT_SCALES[0]
-    if detector == Detector.variance:
-        return 2 * _VARIANCE_WINDOW
-    return 0.0
-
-
+        needed = points(season_seconds) + _MIN_BASELINE
+    elif detector == Detector.drift:
+        window = points(_DRIFT_SCALES[0], 2)
+        needed = max(4 * window, 2 * window + _MIN_BASELINE)
+    elif detector == Detector.variance:
+        needed = points(_VARIANCE_WINDOW, _VARIANCE_MIN_POINTS) + 1 + _MIN_BASELINE
+    else:
+        needed = 2
+    return needed * step_seconds

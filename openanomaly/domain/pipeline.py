@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from openanomaly.domain.detectors import Detector
+from openanomaly.domain.detectors import Detector, needed_context_seconds
 from openanomaly.domain.schedule import Schedule
 from openanomaly.domain.timeutil import format_duration, parse_duration
 
@@ -199,6 +199,14 @@ class PipelineSpec(_Strict):
                 )
         if self.context_steps < 8:
             raise ValueError("context must span at least 8 steps")
+        for detector in self.scoring.detectors:
+            needed = needed_context_seconds(detector, self.scoring.season, self.step)
+            if self.context < needed:
+                raise ValueError(
+                    f"scoring.detectors: {detector.value} needs a context of at least "
+                    f"{format_duration(needed)} (context is {format_duration(self.context)}): "
+                    "lengthen context or drop the detector"
+                )
         if self.mode == Mode.forecast and not self.output.write_future:
             raise ValueError("mode 'forecast' writes future forecasts: enable output.write_future")
         return self

@@ -176,3 +176,30 @@ def test_scoring_spec_reads_detectors_from_yaml_names() -> None:
     assert spec.season == 7 * 86400
     with pytest.raises(ValueError, match="frozen"):
         ScoringSpec.model_validate({"detectors": ["flat"]})
+
+
+def test_a_pipeline_with_too_short_a_context_for_a_detector_is_a_clear_error() -> None:
+    from openanomaly.domain.pipeline import PipelineSpec
+
+    with pytest.raises(ValueError, match=r"seasonal needs a context of at least 1d16m"):
+        PipelineSpec(name="p", query="up", context="1d",
+                     scoring={"detectors": ["seasonal"]})
+    ok = PipelineSpec(name="p", query="up", context="2d", scoring={"detectors": ["seasonal"]})
+    assert ok.scoring.detectors == (Detector.seasonal,)
+    PipelineSpec(name="p", query="up", context="1d", scoring={"detectors": ["drift", "frozen"]})
+
+
+def test_each_detector_is_silent_below_its_needed_context_and_scores_above_it() -> None:
+    """needed_context_seconds (which the pipeline check uses) matches what the detectors
+    actually need: a step change scores at once in a context that long."""
+    from openanomaly.domain.detectors import needed_context_seconds
+
+    for detector in (Detector.seasonal, Detector.drift, Detector.variance):
+        points = int(np.ceil(needed_context_seconds(detector, 86400.0, STEP) / STEP))
+        values = daily(1, seed=14)[:, -(points + WINDOW):]
+        rng = np.random.default_rng(15)
+        values[0, points:] += 300.0 + rng.normal(0, 60.0, WINDOW)
+        enough = detector_scores(values[:, :points], values[:, points:], STEP, [detector])
+        short = detector_scores(values[:, 2:points], values[:, points:], STEP, [detector])
+        assert enough[detector].max() > ALARM, detector
+        assert short[detector].max() == 0, detector
