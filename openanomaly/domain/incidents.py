@@ -27,16 +27,19 @@ CONTROL = "control"
 GRADUAL = frozenset({"drift"})
 
 # The shapes where each class is an incident an operator would recognise.
+# The shapes where each class is an incident an operator would recognise, and would see
+# on a chart: a phase shift is lost in the noise of bursty counts or a mild latency cycle,
+# and a step down would take counts or a latency through zero.
 APPLIES: dict[str, tuple[str, ...]] = {
-    "spike": ("requests", "counts", "latency", "cpu", "memory", "queue"),
-    "step_up": ("requests", "latency", "cpu", "memory", "queue"),
-    "step_down": ("requests", "counts", "latency", "cpu", "queue"),
-    "variance_burst": ("requests", "latency", "cpu", "queue"),
-    "variance_change": ("requests", "latency", "cpu", "queue"),
-    "phase_shift": ("requests", "counts", "latency"),
-    "seasonal_drop": ("requests", "counts"),
-    "surge": ("requests", "counts"),
-    "flatline": ("requests", "counts", "latency", "cpu"),
+    "spike": ("requests", "connections", "counts", "latency", "cpu", "memory", "queue"),
+    "step_up": ("requests", "connections", "latency", "cpu", "memory", "queue"),
+    "step_down": ("requests", "connections", "cpu", "memory", "queue"),
+    "variance_burst": ("requests", "connections", "latency", "cpu", "queue"),
+    "variance_change": ("requests", "connections", "latency", "cpu", "queue"),
+    "phase_shift": ("requests", "connections"),
+    "seasonal_drop": ("requests", "connections", "counts"),
+    "surge": ("requests", "connections", "counts"),
+    "flatline": ("requests", "connections", "counts", "latency", "cpu"),
     "drift": ("memory", "latency", "cpu", "queue"),
 }
 CLASSES = tuple(APPLIES)
@@ -234,14 +237,26 @@ class Case:
     windows: tuple[tuple[int, int], ...]
 
 
-def build_case(kind: str, shape: str, noise: str, step_seconds: int, seed: int,
-               index: int) -> Case:
+def _generator(kind: str, step_seconds: int, seed: int, index: int) -> np.random.Generator:
     # Each case has a generator of its own, so adding a class or a seed to the suite
     # leaves every other case unchanged.
     kind_id = len(CLASSES) if kind == CONTROL else CLASSES.index(kind)
-    rng = np.random.default_rng([seed, step_seconds, kind_id, index])
-    rows = series_rows(step_seconds)
-    metric = SHAPES[shape](rows, float(step_seconds), rng, NOISE_LEVELS[noise])
+    return np.random.default_rng([seed, step_seconds, kind_id, index])
+
+
+def base_metric(kind: str, shape: str, noise: str, step_seconds: int, seed: int,
+                index: int, rng: np.random.Generator | None = None) -> Metric:
+    """The series a case's incident goes into, before it does."""
+    rng = rng if rng is not None else _generator(kind, step_seconds, seed, index)
+    return SHAPES[shape](series_rows(step_seconds), float(step_seconds), rng,
+                         NOISE_LEVELS[noise])
+
+
+def build_case(kind: str, shape: str, noise: str, step_seconds: int, seed: int,
+               index: int) -> Case:
+    rng = _generator(kind, step_seconds, seed, index)
+    metric = base_metric(kind, shape, noise, step_seconds, seed, index, rng)
+    rows = metric.level.size
     start = 0
     if kind != CONTROL:
         start = place(kind, metric, rng, *incident_range(rows, step_seconds))

@@ -82,6 +82,22 @@ def request_rate(n: int, step_seconds: float, rng: np.random.Generator,
                   daily=True)
 
 
+def active_connections(n: int, step_seconds: float, rng: np.random.Generator,
+                       noise: float = 1.0) -> Metric:
+    """Open connections of an internal service: busy in business hours, quiet outside,
+    with steep morning and evening edges, and a small noise relative to the level."""
+    t = _times(n, step_seconds)
+    hours = _hours(t)
+    opens, closes = rng.uniform(7, 9), rng.uniform(18, 21)
+    business = (1 / (1 + np.exp(-(hours - opens) / 0.5))) * (
+        1 / (1 + np.exp(-(closes - hours) / 0.5)))
+    base = rng.uniform(200, 2000)
+    level = base * (0.25 + 0.75 * business)
+    spread = 0.015 * noise * level
+    return Metric("connections", level, rng.normal(0.0, 1.0, n) * spread, spread,
+                  step_seconds, daily=True)
+
+
 def bursty_counts(n: int, step_seconds: float, rng: np.random.Generator,
                   noise: float = 1.0) -> Metric:
     """Events counted per step (errors, jobs): a gamma-Poisson mixture, so counts come in
@@ -165,6 +181,7 @@ Shape = Callable[[int, float, np.random.Generator, float], Metric]
 
 SHAPES: dict[str, Shape] = {
     "requests": request_rate,
+    "connections": active_connections,
     "counts": bursty_counts,
     "latency": latency,
     "cpu": cpu_gauge,

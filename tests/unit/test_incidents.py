@@ -11,9 +11,11 @@ from openanomaly.domain.incidents import (
     CONTROL,
     PHASE_SHIFT_S,
     CaseName,
+    base_metric,
     incident_range,
     inject,
     place,
+    plan,
     rows_of,
     series_rows,
     suite,
@@ -178,7 +180,7 @@ def test_suite_counts_and_names():
                 assert {c.name.shape for c in of_kind} <= set(APPLIES[kind])
                 assert len({c.name.shape for c in of_kind}) == min(4, len(APPLIES[kind]))
             controls = [c for c in mine if c.name.kind == CONTROL]
-            assert len(controls) == 12 and all(c.windows == () for c in controls)
+            assert len(controls) == 2 * len(SHAPES) and all(c.windows == () for c in controls)
             assert {c.name.shape for c in controls} == set(SHAPES)
     assert CaseName.parse("step_up/latency/s60/seed1/2") == CaseName("step_up", "latency", 60, 1, 2)
     assert all(CaseName.parse(name) == case.name for name, case in zip(names, cases, strict=True))
@@ -211,3 +213,18 @@ def test_incidents_start_late_enough_to_be_scored_after_two_days():
     assert series_rows(60) >= 2048 + first_scored_row(series_rows(60))
     with pytest.raises(ValueError, match="no room"):
         incident_range(series_rows(86400), 86400)
+
+
+def test_every_case_shows_on_a_chart():
+    """Each incident moves some row of its window well outside the noise, except where
+    the class is a change of noise or a frozen value, and on bursty counts, where a 60 %
+    drop stands out only as a run of low points."""
+    for kind, shape, noise, step, seed, index in plan([1, 2], [60, 300]):
+        if kind in (CONTROL, "flatline", "variance_change") or shape == "counts":
+            continue
+        case = suite([seed], [step], [kind], controls=False)[index]
+        base = base_metric(kind, shape, noise, step, seed, index)
+        (start, end), = case.windows
+        change = np.abs(case.values - base.values())[start:end + 1] / base.spread[start:end + 1]
+        assert change.max() >= 4, case.name
+        assert (np.abs(case.values - base.values())[:start] == 0).all()

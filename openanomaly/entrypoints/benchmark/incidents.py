@@ -178,8 +178,9 @@ def markdown(measured: Sequence[Measured], cases: int, options: SuiteOptions, co
         "",
         f"`{command}`",
         "",
-        f"{cases} synthetic series of infrastructure metrics (request rates, bursty "
-        "counts, latencies, a CPU gauge, a garbage-collected heap, a queue depth), each "
+        f"{cases} synthetic series of infrastructure metrics (request rates, open "
+        "connections, bursty counts, latencies, a CPU gauge, a garbage-collected heap, a "
+        "queue depth), each "
         f"with one labelled incident or none (controls): {CASES_PER_CLASS} cases per class "
         f"on different shapes and noise levels, at steps of {steps}, seed(s) {seeds}. Each "
         "series is replayed causally through the production scoring, as `benchmark nab` "
