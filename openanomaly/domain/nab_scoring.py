@@ -68,6 +68,11 @@ def probation_rows(rows: int) -> int:
     return min(math.floor(0.15 * rows), 750)
 
 
+def first_scored_row(rows: int) -> int:
+    """After NAB's probation, and never before the model has a few rows of context."""
+    return max(probation_rows(rows), 8)
+
+
 def scaled_sigmoid(x: float) -> float:
     if x > 3:
         return -1.0

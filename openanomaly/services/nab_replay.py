@@ -22,7 +22,7 @@ import numpy.typing as npt
 from openanomaly.domain.check import HistoryOf, check_windows, prepare_contexts
 from openanomaly.domain.detection import RunningHistory, history_quantile, window_points
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
-from openanomaly.domain.nab_scoring import LabelledScores, probation_rows
+from openanomaly.domain.nab_scoring import LabelledScores, first_scored_row
 from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.domain.series import FloatArray
 from openanomaly.ports import ModelEngine
@@ -74,11 +74,6 @@ class Replayed:
     labelled: LabelledScores
     median: FloatArray  # the median forecast of each scored row (NaN elsewhere)
     accuracy: Accuracy
-
-
-def first_scored_row(rows: int) -> int:
-    """After NAB's probation, and never before the model has a few rows of context."""
-    return max(probation_rows(rows), 8)
 
 
 def replay_history(scoring: ScoringSpec, item: ReplayInput) -> HistoryOf | None:
