@@ -204,7 +204,7 @@ def markdown(measured: Sequence[Measured], cases: int, options: SuiteOptions, co
             lines += [f"## {m.configuration.name}", ""]
         lines += [
             f"Model `{m.configuration.model}`, alarm at `anomaly_score > {m.threshold:g}`, "
-            f"{_scoring_text(m.configuration)} ({m.seconds:.0f} s).",
+            f"{_scoring_text(m.configuration)}; replayed in {m.seconds:.0f} s.",
             "",
             f"**{m.result.headline.text()}**",
             "",
