@@ -26,7 +26,6 @@ CONTROL = "control"
 # steps: the first rows of a slow change are indistinguishable from noise.
 GRADUAL = frozenset({"drift"})
 
-# The shapes where each class is an incident an operator would recognise.
 # The shapes where each class is an incident an operator would recognise, and would see
 # on a chart: a phase shift is lost in the noise of bursty counts or a mild latency cycle,
 # and a step down would take counts or a latency through zero.
