@@ -119,6 +119,10 @@ def _frozen(full: FloatArray, c: int, step: float, direction: str,
     run = _run_lengths(still)  # (n, c + m - 1): steps still, ending at each point
     longest = run[:, :c - 1].max(axis=1) if c > 1 else np.zeros(full.shape[0])
     excess = run[:, c - 1:] - longest[:, None]
+    # A series that stood still through all of its known context is constant, not frozen.
+    first_known = np.argmax(np.isfinite(full[:, :c]), axis=1)
+    constant = (c > 1) & (run[:, c - 2] >= c - 1 - first_known)
+    excess = np.where(constant[:, None], 0.0, excess)
     # Longer standstills are rarer: allow a quarter more for a series that often pauses.
     allowed = 1.0 + 0.25 * longest
     return np.asarray(1.0 + np.maximum(excess - 1.0, 0.0) / (2.0 * allowed[:, None]),
@@ -199,7 +203,8 @@ def _noise(context: FloatArray) -> FloatArray:
     """The median absolute step-to-step change (0 for a series that mostly stands still)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nan_to_num(np.nanmedian(np.abs(np.diff(context, axis=1)), axis=1))
+        return np.asarray(np.nan_to_num(np.nanmedian(np.abs(np.diff(context, axis=1)), axis=1)),
+                          dtype=float)
 
 
 def _run_lengths(flags: np.ndarray) -> np.ndarray:

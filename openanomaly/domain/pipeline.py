@@ -94,7 +94,7 @@ class ScoringSpec(_Strict):
     )
 
     detectors: tuple[Detector, ...] = Field(
-        default=(),
+        default=(Detector.frozen,),
         description="detectors beside the forecast residual, folded into the same score "
         "(see domain/detectors.py): frozen, seasonal, drift, variance",
     )

@@ -5,7 +5,8 @@ forecast from at most ``context`` rows before it (never from the rows it is judg
 scored with the pipeline's domain scoring, exactly as a scheduled anomaly check would:
 raw interval scores first, then, when the pipeline calibrates, the detection stage with
 the statistics of the raw scores before the block, as production reads them back from
-the database.
+the database. The blocks of the probation period's second half are scored too, unreported,
+so that calibration starts warm, as it does in production after a backfill.
 
 The same blocks give the forecast accuracy of the model against seasonal naive.
 """
@@ -128,6 +129,14 @@ def replay_file(
                     on_grid.median[positions], on_grid.accuracy)
 
 
+def warm_up_origin(start: int, horizon: int) -> int:
+    """The first block of the calibration's warm-up: blocks on the same grid as the
+    scored ones, over the second half of the probation period (the first half is context
+    only: forecasts from a few rows would fill the history with scores no later run sees)."""
+    earliest = max(8, start // 2)
+    return start - max(0, (start - earliest) // horizon) * horizon
+
+
 def _replay_grid(
     item: ReplayInput, scoring: ScoringSpec, engine: ModelEngine, model: str,
     horizon: int, context: int, first_scored: int | None = None,
@@ -135,7 +144,10 @@ def _replay_grid(
     values = item.values
     rows = values.size
     start = first_scored if first_scored is not None else first_scored_row(rows)
-    origins = list(range(start, rows, horizon))
+    # The probation rows warm the calibration up, as a backfill does before a pipeline
+    # goes live (NAB's probation is for learning): scored, fed to the history, not reported.
+    first = warm_up_origin(start, horizon) if scoring.calibration_window is not None else start
+    origins = list(range(first, rows, horizon))
     contexts = np.full((len(origins), context), np.nan)
     actuals = np.full((len(origins), horizon), np.nan)
     for index, origin in enumerate(origins):
@@ -149,12 +161,18 @@ def _replay_grid(
     forecast = checked.forecast
     baseline = forecast if model == BASELINE else engine.forecast(BASELINE, ForecastRequest(
         prepare_contexts(scoring, contexts), horizon, forecast.quantiles, item.step_seconds))
+    skip = start - first
     scores = np.full(rows, np.nan)
-    scores[start:] = checked.score.reshape(-1)[:rows - start]
+    scores[start:] = checked.score.reshape(-1)[skip:skip + rows - start]
     median = np.full(rows, np.nan)
-    median[start:] = checked.yhat.reshape(-1)[:rows - start]
+    median[start:] = checked.yhat.reshape(-1)[skip:skip + rows - start]
+    blocks = slice((start - first) // horizon, None)
     return Replayed(LabelledScores(item.name, scores, item.windows), median,
-                    _accuracy(actuals, forecast, baseline))
+                    _accuracy(actuals[blocks], _rows(forecast, blocks), _rows(baseline, blocks)))
+
+
+def _rows(forecast: QuantileForecast, rows: slice) -> QuantileForecast:
+    return QuantileForecast(forecast.quantiles, forecast.values[rows])
 
 
 def replay(

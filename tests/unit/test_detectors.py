@@ -160,7 +160,8 @@ def test_the_check_folds_detector_scores_into_the_raw_score() -> None:
             request.quantiles,
             np.stack([last * steps + (q - 0.5) * spread for q in request.quantiles], 2))
 
-    plain = check_windows(ScoringSpec(calibration_window=None, suppression_window=None),
+    plain = check_windows(ScoringSpec(calibration_window=None, suppression_window=None,
+                                      detectors=()),
                           context, window, STEP, persistence, 1)
     with_frozen = check_windows(
         ScoringSpec(calibration_window=None, suppression_window=None,
@@ -203,3 +204,11 @@ def test_each_detector_is_silent_below_its_needed_context_and_scores_above_it() 
         short = detector_scores(values[:, 2:points], values[:, points:], STEP, [detector])
         assert enough[detector].max() > ALARM, detector
         assert short[detector].max() == 0, detector
+
+
+def test_a_constant_series_is_not_frozen() -> None:
+    """One that never moved in its context (a flag, a configured limit) stays at 0; NaN
+    padding before its first value does not make it look as if it had moved."""
+    values = np.full((2, CONTEXT + WINDOW), 7.0)
+    values[1, :100] = np.nan
+    assert scores(values, Detector.frozen)[Detector.frozen].max() == 0

@@ -9,6 +9,7 @@ from openanomaly.services.nab_replay import (
     first_scored_row,
     grid_positions,
     replay_file,
+    warm_up_origin,
 )
 from openanomaly.services.runs import run_anomaly_check
 
@@ -77,6 +78,8 @@ def test_the_replay_scores_exactly_what_live_runs_write_for_the_same_data():
     values = signal(rows, seed=4)
     values[1000] += 8  # a spike the detector must flag
     values[700:706] = np.nan  # a gap: NaN scores, left out of the history
+    # A rough stretch in the warm-up: its raw scores raise the calibration of later rows.
+    values[100:170] += np.random.default_rng(5).normal(0, 3, 70)
     # Windows short enough that calibration and suppression act within the file.
     scoring = ScoringSpec(calibration_window="1d", suppression_window="2h")
     replayed = replay_file(ReplayInput("f.csv", values, (), 300.0), scoring, ENGINE, "naive",
@@ -91,14 +94,21 @@ def test_the_replay_scores_exactly_what_live_runs_write_for_the_same_data():
     spec = PipelineSpec(name="p", query="m", model="naive", step=f"{minutes}m",
                         context=f"{context * minutes}m", horizon=f"{horizon * minutes}m",
                         schedule=f"{horizon * minutes}m", scoring=scoring)
-    for origin in range(first_scored_row(rows), rows - horizon + 1, horizon):
+    # Live runs from the replay's warm-up on, as a backfill before going live would write.
+    first = first_scored_row(rows)
+    warm = warm_up_origin(first, horizon)
+    assert first // 2 <= warm < first and (first - warm) % horizon == 0
+    for origin in range(warm, rows - horizon + 1, horizon):
         run_anomaly_check(spec, t0 + (origin + horizon - 1) * step_ms, tsdb, ENGINE)
     (_, written), = tsdb.series_named("openanomaly_anomaly_score").items()
     at_rows = (np.array(sorted(written)) - t0) // step_ms
     live = np.array([written[t] for t in sorted(written)])
+    reported = at_rows >= first
+    at_rows, live = at_rows[reported], live[reported]
 
     expected = replayed.labelled.scores
-    last = rows - (rows - first_scored_row(rows)) % horizon  # live runs cover whole blocks
-    assert at_rows.tolist() == list(range(first_scored_row(rows), last))
+    assert np.isnan(expected[:first]).all()  # the warm-up is not reported
+    last = rows - (rows - first) % horizon  # live runs cover whole blocks
+    assert at_rows.tolist() == list(range(first, last))
     np.testing.assert_allclose(live, expected[at_rows], rtol=1e-12, equal_nan=True)
     assert live[at_rows == 1000][0] > 1 and np.nanmax(live[at_rows < 1000]) < 1
