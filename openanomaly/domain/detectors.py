@@ -86,8 +86,8 @@ def detector_scores(
         full = np.concatenate([contexts[rows], actuals[rows]], axis=1).astype(float)
         c = contexts.shape[1]
         for detector in wanted:
-            z = _STATISTICS[detector](full, c, step_seconds, direction, season_seconds)
-            out[detector][rows] = _to_raw(z)
+            ratio = _STATISTICS[detector](full, c, step_seconds, direction, season_seconds)
+            out[detector][rows] = _to_raw(ratio)
     missing = ~np.isfinite(actuals)
     return {d: np.where(missing, np.nan, s) for d, s in out.items()}
 
@@ -105,14 +105,15 @@ def _to_raw(ratio: FloatArray) -> FloatArray:
 
 
 # -- the statistics: each takes the context followed by the window, (n, c + m), and the
-# context's length c, and returns z for the window's m points.
+# context's length c, and returns for the window's m points a ratio where 1 is as far out
+# as the context goes (see _standardised) and 2 alarms on a quiet series.
 
 
 def _frozen(full: FloatArray, c: int, step: float, direction: str,
             season: float) -> FloatArray:
-    """How many steps longer than ever in the context the series has stood still: growing
-    exponentially, so that on a series that never stands still, three steps score e - 1
-    and seven score about 20."""
+    """How many steps longer than ever in the context the series has stood still, as a
+    ratio: on a series that never stands still, three steps give 2 (raw e - 1) and five
+    give 3 (raw 6.4, the cap)."""
     tolerance = _FROZEN_TOLERANCE * _noise(full[:, :c])
     with np.errstate(invalid="ignore"):
         still = np.abs(np.diff(full, axis=1)) <= tolerance[:, None]

@@ -53,9 +53,20 @@ def load_scoring(path: Path | None) -> ScoringSpec:
 _engine: ModelEngine | None = None
 
 
-def _start_worker(models: dict[str, ModelSettings], cache: Path | None) -> None:
+def _start_worker(models: dict[str, ModelSettings], cache: Path | None, threads: int) -> None:
     global _engine
+    _share_cores(threads)
     _engine = replay_engine(models, cache)
+
+
+def _share_cores(threads: int) -> None:
+    """Each of several worker processes computes on its share of the cores: a model
+    library that takes them all in every process runs slower than one process alone."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
 
 
 def _replay_one(item: ReplayInput, scoring: ScoringSpec, model: str, horizon: int,
@@ -73,8 +84,9 @@ def replay_corpus(items: list[ReplayInput], models: dict[str, ModelSettings],
             return replay(items, scoring, replay_engine(models, cache), model, horizon,
                           context, progress=progress.update_to)
         done: dict[int, Replayed] = {}
+        threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(jobs, initializer=_start_worker,
-                                 initargs=(models, cache)) as pool:
+                                 initargs=(models, cache, threads)) as pool:
             futures = {pool.submit(_replay_one, item, scoring, model, horizon, context): i
                        for i, item in enumerate(items)}
             for future in as_completed(futures):
