@@ -373,6 +373,9 @@ def _markdown(rows: list[ReportRow], chosen: dict[str, list[HeldOut]], files: in
         "|---|---|---|---|",
         *(f"| {name} | {s:.1f} | {fp:.1f} | {fn:.1f} |" for name, s, fp, fn in PUBLISHED),
         "",
+        "The incidents an operator is paged for (flatlines, seasonal drops, drifts, ...), "
+        "on a labelled synthetic suite: [incidents.md](incidents.md).",
+        "",
         f"Run time {total / 60:.1f} min in all, {jobs} job(s), on {platform.machine()} "
         f"with {os.cpu_count()} CPUs ({platform.processor() or platform.platform()}), "
         f"Python {platform.python_version()}.",
