@@ -215,7 +215,9 @@ def test_score_stats_with_the_tail_match_the_same_statistics_in_memory(prom_clie
 
     # Between two samples, so the windows hold the same samples however their ends close.
     at = end + MINUTE // 2
-    stats = prom_client.score_stats(metric, pipeline, at, 0.99, 300 * MINUTE, 30 * MINUTE,
+    # A level with more digits than a short float format keeps (once per 12 hours at 1m).
+    level = 1 - 1 / 720
+    stats = prom_client.score_stats(metric, pipeline, at, level, 300 * MINUTE, 30 * MINUTE,
                                     tail_levels=TAIL_LEVELS)
 
     found = {s.labels["host"]: s for s in stats}
@@ -223,7 +225,7 @@ def test_score_stats_with_the_tail_match_the_same_statistics_in_memory(prom_clie
     assert all(s.labels == {"pipeline": pipeline, "host": h} for h, s in found.items())
     for host, series in values.items():
         # The newest 300 samples.
-        expected = history_of(series[None, -300:], 0.99, 300, 30)
+        expected = history_of(series[None, -300:], level, 300, 30)
         assert expected.tail is not None and expected.count is not None
         np.testing.assert_allclose(found[host].tail, expected.tail[0], rtol=1e-9, err_msg=host)
         assert found[host].count == expected.count[0]

@@ -317,13 +317,15 @@ class PrometheusAdapter(Closing):
                                                   max_series=bound)
                     if found.values.size}
 
-        quantiles = at_instant(f"quantile_over_time({quantile:g}, {selector}[{window}])")
+        # Full precision: a rounded level would read back another quantile than a
+        # backfill computes in memory.
+        quantiles = at_instant(f"quantile_over_time({quantile!r}, {selector}[{window}])")
         peaks = (at_instant(f"max_over_time({selector}[{_seconds_range(peak_window_ms)}])")
                  if peak_window_ms is not None else {})
         tails: dict[frozenset[tuple[str, str]], dict[str, float]] = {}
         if tail_levels:
             # One request: each statistic is told apart by a label of its own.
-            parts = [f"quantile_over_time({level:g}, {selector}[{window}])"
+            parts = [f"quantile_over_time({level!r}, {selector}[{window}])"
                      for level in tail_levels] + [f"count_over_time({selector}[{window}])"]
             names = [f"q{index}" for index in range(len(tail_levels))] + ["count"]
             query = " or ".join(
