@@ -81,10 +81,10 @@ def detector_scores(
     wanted = list(dict.fromkeys(Detector(d) for d in detectors))
     n, m = actuals.shape
     out = {d: np.zeros((n, m)) for d in wanted}
+    c = contexts.shape[1]
     for start in range(0, n, _CHUNK_ROWS):
         rows = slice(start, start + _CHUNK_ROWS)
         full = np.concatenate([contexts[rows], actuals[rows]], axis=1).astype(float)
-        c = contexts.shape[1]
         for detector in wanted:
             ratio = _STATISTICS[detector](full, c, step_seconds, direction, season_seconds)
             out[detector][rows] = _to_raw(ratio)

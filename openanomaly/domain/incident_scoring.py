@@ -128,7 +128,7 @@ def summarise_class(kind: str, outcomes: Sequence[CaseOutcome]) -> ClassSummary:
     minutes = [o.delay_minutes for o in outcomes if o.delay_minutes is not None]
     return ClassSummary(
         kind, len(outcomes), sum(o.found for o in outcomes),
-        sum(o.found and o.delay is not None and o.delay <= QUICK_STEPS for o in outcomes),
+        sum(o.delay is not None and o.delay <= QUICK_STEPS for o in outcomes),
         sum(o.in_time for o in outcomes),
         _median(delays), _max(delays), _median(minutes), _max(minutes),
         sum(o.false_alarms for o in outcomes), sum(o.scored_days for o in outcomes),

@@ -32,6 +32,8 @@ from openanomaly.config import (
     CONFIG_ENV,
     AppConfig,
     ModelServerSettings,
+    ModelSettings,
+    default_models,
     load_config,
     load_pipelines_file,
 )
@@ -76,6 +78,24 @@ def _config(ctx: click.Context) -> AppConfig:
 def _optional_config(ctx: click.Context) -> AppConfig | None:
     """The configuration when its file exists: benchmarks also run without one."""
     return _config(ctx) if Path(ctx.obj["config_path"]).exists() else None
+
+
+def _replay_models(ctx: click.Context) -> dict[str, ModelSettings]:
+    """The models a benchmark replay may use: the configuration's, or the defaults."""
+    config = _optional_config(ctx)
+    setup_logging("WARNING")
+    return config.models if config is not None else default_models()
+
+
+def _known_model(model: str, models: dict[str, ModelSettings]) -> None:
+    if model not in models:
+        raise click.BadParameter(f"unknown model {model!r}; known: {', '.join(sorted(models))}")
+
+
+_forecast_cache_option = click.option(
+    "--forecast-cache", "forecast_cache", type=click.Path(path_type=Path, file_okay=False),
+    default=None, help="Keep forecasts in this folder and reuse them in later runs that "
+    "replay the same contexts with the same model settings (scoring changes only).")
 
 
 def _now_ms() -> int:
@@ -412,10 +432,7 @@ def worker(ctx: click.Context, concurrency: int | None, log_level: str | None) -
               help="Files replayed in parallel processes (each loads the model).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("nab-results.json"),
               show_default=True)
-@click.option("--forecast-cache", "forecast_cache",
-              type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Keep forecasts in this folder and reuse them in later runs that replay "
-              "the same contexts with the same model settings (scoring changes only).")
+@_forecast_cache_option
 @click.pass_context
 @_friendly_errors
 def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, model: str,
@@ -427,14 +444,10 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
     them, score, advance) and prints the standard, low-FP and low-FN scores, then hits,
     misses and false alarms per file.
     """
-    from openanomaly.config import default_models
     from openanomaly.entrypoints.benchmark.nab import load_scoring, run_nab
 
-    config = _optional_config(ctx)
-    models = config.models if config is not None else default_models()
-    setup_logging("WARNING")
-    if model not in models:
-        raise click.BadParameter(f"unknown model {model!r}; known: {', '.join(sorted(models))}")
+    models = _replay_models(ctx)
+    _known_model(model, models)
     run_nab(data, model, models, load_scoring(pipeline_options), horizon, context, out,
             click.echo, jobs, forecast_cache)
 
@@ -450,10 +463,7 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("docs/benchmarks.md"),
               show_default=True)
-@click.option("--forecast-cache", "forecast_cache",
-              type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Keep forecasts in this folder and reuse them in later runs that replay "
-              "the same contexts with the same model settings (scoring changes only).")
+@_forecast_cache_option
 @click.pass_context
 @_friendly_errors
 def bench_nab_report(ctx: click.Context, data: Path, configurations: Path, horizon: int,
@@ -463,12 +473,9 @@ def bench_nab_report(ctx: click.Context, data: Path, configurations: Path, horiz
 
     Configurations that share a model share its forecasts (kept in a temporary folder, or
     in --forecast-cache)."""
-    from openanomaly.config import default_models
     from openanomaly.entrypoints.benchmark.nab import write_report
 
-    config = _optional_config(ctx)
-    models = config.models if config is not None else default_models()
-    setup_logging("WARNING")
+    models = _replay_models(ctx)
     command = ("openanomaly benchmark nab-report " + " ".join(
         [f"--data {data}", f"--configurations {configurations}", f"--jobs {jobs}",
          f"--out {out}"]))
@@ -527,10 +534,7 @@ def _classes(text: str | None) -> list[str]:
               help="Write every figure, per class, per step and per case, as JSON.")
 @click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the results page (Markdown) here.")
-@click.option("--forecast-cache", "forecast_cache",
-              type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Keep forecasts in this folder and reuse them in later runs that replay "
-              "the same contexts with the same model settings (scoring changes only).")
+@_forecast_cache_option
 @click.pass_context
 @_friendly_errors
 def bench_incidents(ctx: click.Context, model: str, pipeline_options: Path | None,
@@ -546,7 +550,6 @@ def bench_incidents(ctx: click.Context, model: str, pipeline_options: Path | Non
     NAB; the table gives per class the incidents found, found within 5 steps, the delays
     and the false alarms per series-day, and whether the class meets the goal.
     """
-    from openanomaly.config import default_models
     from openanomaly.domain.incidents import suite
     from openanomaly.entrypoints.benchmark import incidents as bench
     from openanomaly.entrypoints.benchmark.nab import (
@@ -555,9 +558,7 @@ def bench_incidents(ctx: click.Context, model: str, pipeline_options: Path | Non
         load_scoring,
     )
 
-    config = _optional_config(ctx)
-    models = config.models if config is not None else default_models()
-    setup_logging("WARNING")
+    models = _replay_models(ctx)
     options = bench.SuiteOptions(_ints(seeds), _steps(steps), horizon, context, jobs,
                                  threshold)
     chosen = _classes(classes)
@@ -569,9 +570,7 @@ def bench_incidents(ctx: click.Context, model: str, pipeline_options: Path | Non
                                          "model and scoring")
         runs, models = load_configurations(configurations, models)
     else:
-        if model not in models:
-            raise click.BadParameter(
-                f"unknown model {model!r}; known: {', '.join(sorted(models))}")
+        _known_model(model, models)
         runs = [Configuration(model, model, load_scoring(pipeline_options))]
     command = _incidents_command(ctx)
     started = time.perf_counter()

@@ -159,16 +159,18 @@ def _replay_grid(
                             partial(engine.forecast, model), 1, replay_history(scoring, item),
                             extra_quantiles=ACCURACY_QUANTILES)
     forecast = checked.forecast
-    baseline = forecast if model == BASELINE else engine.forecast(BASELINE, ForecastRequest(
-        prepare_contexts(scoring, contexts), horizon, forecast.quantiles, item.step_seconds))
     skip = start - first
+    # Accuracy is measured on the reported blocks only, not on the warm-up.
+    blocks = slice(skip // horizon, None)
+    baseline = _rows(forecast, blocks) if model == BASELINE else engine.forecast(
+        BASELINE, ForecastRequest(prepare_contexts(scoring, contexts[blocks]), horizon,
+                                  forecast.quantiles, item.step_seconds))
     scores = np.full(rows, np.nan)
     scores[start:] = checked.score.reshape(-1)[skip:skip + rows - start]
     median = np.full(rows, np.nan)
     median[start:] = checked.yhat.reshape(-1)[skip:skip + rows - start]
-    blocks = slice((start - first) // horizon, None)
     return Replayed(LabelledScores(item.name, scores, item.windows), median,
-                    _accuracy(actuals[blocks], _rows(forecast, blocks), _rows(baseline, blocks)))
+                    _accuracy(actuals[blocks], _rows(forecast, blocks), baseline))
 
 
 def _rows(forecast: QuantileForecast, rows: slice) -> QuantileForecast:
