@@ -401,6 +401,14 @@ def replay_engine(models: dict[str, ModelSettings], cache: Path | None) -> Model
     return CachingEngine(engine, cache, {name: repr(s) for name, s in models.items()})
 
 
+def benchmark_tsdb(url: str, timeout_s: float = 300.0) -> PrometheusAdapter:
+    """A database client for a benchmark: the given URL, with time for a whole fleet's
+    answers."""
+    from openanomaly.adapters.tsdb.settings import PrometheusSettings
+
+    return PrometheusAdapter(PrometheusSettings(url=url, timeout=timeout_s))
+
+
 def benchmark_model(name: str, config: AppConfig | None, device: str | None, folder: Path,
                     batch: int) -> tuple[ModelSettings, str]:
     """A benchmarked model's settings and where its weights come from (configured,

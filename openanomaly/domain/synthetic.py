@@ -141,3 +141,47 @@ def to_series(synthetic: list[SyntheticSeries], start_ms: int, step_s: float) ->
         timestamps = start_ms + int(step_s * 1000) * np.arange(one.values.size, dtype=np.int64)
         out.append(Series(dict(one.labels), timestamps, one.values.astype(np.float64)))
     return out
+
+
+# --- a fleet of hosts, for speed benchmarks ----------------------------------------------
+
+FLEET_METRIC = "bench_node_cpu_utilisation"
+FLEET_MODES = ("user", "system", "iowait", "irq", "softirq")
+FLEET_CPUS = 8
+
+
+def fleet_labels(index: int) -> dict[str, str]:
+    """The labels of series ``index`` of a fleet, shaped like node-exporter's CPU series:
+    a host has FLEET_CPUS cpus and a series per cpu and mode."""
+    host, rest = divmod(index, FLEET_CPUS * len(FLEET_MODES))
+    cpu, mode = divmod(rest, len(FLEET_MODES))
+    return {"__name__": FLEET_METRIC, "job": "node", "instance": f"host-{host:05d}:9100",
+            "datacenter": f"dc{host % 3}", "cpu": str(cpu), "mode": FLEET_MODES[mode]}
+
+
+def fleet_series(first: int, count: int, start_ms: int, points: int, step_s: float,
+                 seed: int = 0) -> list[Series]:
+    """Series ``first`` .. ``first + count - 1`` of a fleet: a daily cycle of its own
+    phase and size, noise, and in about one series in a hundred a gap of up to an hour
+    (a host that stopped reporting). The same arguments give the same values."""
+    rng = np.random.default_rng([seed, first, count])
+    t = np.arange(points) * step_s
+    phase = rng.uniform(0, 2 * np.pi, (count, 1))
+    level = rng.uniform(5, 60, (count, 1))
+    amplitude = level * rng.uniform(0.1, 0.6, (count, 1))
+    day = 2 * np.pi * t[None, :] / DAY_S + phase
+    values = level + amplitude * (np.sin(day) + 0.3 * np.sin(2 * day))
+    values += rng.normal(0.0, 1.0, (count, points)) * (0.02 + 0.05 * rng.random((count, 1))) \
+        * level
+    values = np.clip(values, 0.0, 100.0)
+    gaps = np.flatnonzero(rng.random(count) < 0.01)
+    for row in gaps.tolist():
+        length = int(rng.integers(1, max(2, round(3600 / step_s))))
+        start = int(rng.integers(0, max(1, points - length)))
+        values[row, start:start + length] = np.nan
+    timestamps = start_ms + round(step_s * 1000) * np.arange(points, dtype=np.int64)
+    out = []
+    for row in range(count):
+        keep = np.isfinite(values[row])
+        out.append(Series(fleet_labels(first + row), timestamps[keep], values[row][keep]))
+    return out

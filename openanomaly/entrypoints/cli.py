@@ -400,6 +400,53 @@ def bench_models(ctx: click.Context, names: str, batch: str, context: str, horiz
               _ints(context), horizon, device, repeat, config, out)
 
 
+@benchmark.command("e2e")
+@click.option("--series", type=click.IntRange(1), default=None,
+              help="Series in the fleet (or --preset).")
+@click.option("--preset", type=click.Choice(["1k", "10k", "100k"]), default=None,
+              help="A fleet of 1,000, 10,000 or 100,000 series.")
+@click.option("--model", default="fracast", show_default=True,
+              help="A configured model or a preset (chronos-bolt-tiny: random weights of "
+              "the published size).")
+@click.option("--runs", default=3, show_default=True, type=click.IntRange(2),
+              help="Consecutive 5-minute slots run; the last is the steady state.")
+@click.option("--context", default="1d", show_default=True,
+              help="The pipeline's context (steps of one minute).")
+@click.option("--device", default=None, help="cpu, cuda, mps or auto for a torch model.")
+@click.option("--prometheus-url", default=None,
+              help="Use this Prometheus (remote-write receiver on, out-of-order window of a "
+              "day or more) instead of starting a local one.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("bench-e2e.json"), show_default=True, help="JSON results.")
+@click.pass_context
+@_friendly_errors
+def bench_e2e(ctx: click.Context, series: int | None, preset: str | None, model: str,
+              runs: int, context: str, device: str | None, prometheus_url: str | None,
+              out: Path) -> None:
+    """Series scored per 5-minute cycle, end to end, and where the time goes.
+
+    Writes a fleet of node-exporter-like series (daily cycles, noise, gaps) into
+    Prometheus, runs one pipeline over all of them at consecutive slots through the
+    production path, and prints the steady-state run's time per stage (query: the
+    database's answer, decoding, alignment; inference; scoring; calibration read-back;
+    write: encoding, sending), series per second, the overhead ratio (everything but the
+    model's forward pass / the forward pass) and the peak memory.
+    """
+    from openanomaly.domain.timeutil import parse_duration
+    from openanomaly.entrypoints.benchmark.e2e import PRESETS, E2EOptions, run_e2e
+    from openanomaly.entrypoints.demo import ensure_prometheus
+
+    if (series is None) == (preset is None):
+        raise click.UsageError("give either --series N or --preset 1k|10k|100k")
+    count = series if series is not None else PRESETS[str(preset)]
+    config = _optional_config(ctx)
+    setup_logging("WARNING")
+    binary = ensure_prometheus() if prometheus_url is None else None
+    options = E2EOptions(count, model, runs, context_s=parse_duration(context),
+                         device=device, prometheus_url=prometheus_url)
+    run_e2e(options, config, out, click.echo, binary)
+
+
 @cli.command()
 @click.option("--concurrency", type=click.IntRange(1), default=None,
               help="Worker processes (default: the number of CPUs).")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -35,6 +34,7 @@ from openanomaly.domain.output import (
 from openanomaly.domain.pipeline import Mode, PipelineSpec
 from openanomaly.domain.series import Series, SeriesBatch, align
 from openanomaly.domain.slots import latest_due
+from openanomaly.domain.stages import StageClock, part
 from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ModelEngine, TSDBClient
 
@@ -64,6 +64,10 @@ class RunResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     """Where the run's time went: query, history (calibration read-back), inference,
     scoring, write."""
+    part_seconds: dict[str, float] = field(default_factory=dict)
+    """Parts of those stages, keyed ``stage.part``: the database's answer (``http``), its
+    decoding (``decode``), the grid alignment (``align``), the write's encoding
+    (``encode``)."""
 
 
 @dataclass
@@ -87,7 +91,8 @@ def fetch(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms: int) -> S
             f"pipeline {spec.name!r}: the query returned {len(found)} series, more than "
             f"max_series={spec.max_series}; narrow the query or raise max_series"
         )
-    batch = align(found, start_ms, end_ms, spec.step_ms)
+    with part("align"):
+        batch = align(found, start_ms, end_ms, spec.step_ms)
     # An infinite sample is no measurement: treated as missing, as a gap is.
     batch.values[np.isinf(batch.values)] = np.nan
     return batch
@@ -224,12 +229,13 @@ def run_pipeline(
     started = time.perf_counter()
     mode = mode or spec.mode
     at = slot_of(spec, at_ms)
-    result = RunResult(spec.name, at)
-    stages = result.stage_seconds
+    clock = StageClock()
+    result = RunResult(spec.name, at, stage_seconds=clock.stages, part_seconds=clock.parts)
+    stages = clock.stages
     check = mode in (Mode.anomaly, Mode.both)
     ahead = mode in (Mode.forecast, Mode.both) and spec.output.write_future
     span = spec.context_steps + (spec.window_steps if check else 0) - 1
-    with _stage(stages, "query"):
+    with clock.stage("query"):
         batch = fetch(spec, tsdb, at - span * spec.step_ms, at)
     result.series = batch.n_series
     if batch.n_series == 0:
@@ -240,13 +246,13 @@ def run_pipeline(
     end = batch.timestamps_ms.size - 1
     labels = labels_of(spec, batch)
     outputs: list[Series] = []
-    timed = _TimedEngine(engine, stages)
+    timed = _TimedEngine(engine, clock)
     checking = time.perf_counter()
     if check:
         window_start = int(batch.timestamps_ms[end - spec.window_steps + 1])
 
         def history(_raw: object) -> ScoreHistory:
-            with _stage(stages, "history"):
+            with clock.stage("history"):
                 return stored_history(spec, tsdb, labels, window_start)
 
         checked = check_slots(spec, timed, batch, [end], labels, history=history)
@@ -261,7 +267,7 @@ def run_pipeline(
         result.status = "stale"
     elif result.skipped or result.stale:
         result.status = "partial"
-    with _stage(stages, "write"):
+    with clock.stage("write"):
         write(spec, tsdb, outputs, result)
     result.seconds = round(time.perf_counter() - started, 3)
     log.info("run finished", extra={
@@ -272,23 +278,14 @@ def run_pipeline(
     return result
 
 
-@contextmanager
-def _stage(stages: dict[str, float], name: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        stages[name] = stages.get(name, 0.0) + time.perf_counter() - started
-
-
 class _TimedEngine:
-    """The engine, with the time spent in it added to ``stages["inference"]``."""
+    """The engine, with the time spent in it timed as the ``inference`` stage."""
 
-    def __init__(self, engine: ModelEngine, stages: dict[str, float]) -> None:
-        self.engine, self.stages = engine, stages
+    def __init__(self, engine: ModelEngine, clock: StageClock) -> None:
+        self.engine, self.clock = engine, clock
 
     def forecast(self, model: str, request: ForecastRequest) -> QuantileForecast:
-        with _stage(self.stages, "inference"):
+        with self.clock.stage("inference"):
             return self.engine.forecast(model, request)
 
 

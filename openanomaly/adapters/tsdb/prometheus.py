@@ -38,6 +38,7 @@ from openanomaly.domain.errors import (
 )
 from openanomaly.domain.redaction import redact
 from openanomaly.domain.series import Series
+from openanomaly.domain.stages import part
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +283,8 @@ class PrometheusAdapter(Closing):
                 key = frozenset(labels.items())
                 labels_of.setdefault(key, labels)
                 merged.setdefault(key, []).append((timestamps, values))
-        return [self._join(labels_of[key], parts) for key, parts in merged.items()]
+        with part("decode"):
+            return [self._join(labels_of[key], parts) for key, parts in merged.items()]
 
     # -- the project's own outputs, read back for calibration --------------------------
 
@@ -356,8 +358,9 @@ class PrometheusAdapter(Closing):
                       ) -> list[RawSeries]:
         where = redact(self._query_url)
         describe = f"{where} answered the query {query!r}"
-        answer = self._send("POST", self._query_url, budget=budget, describe=describe,
-                            data=form, headers=self._read_headers)
+        with part("http"):
+            answer = self._send("POST", self._query_url, budget=budget, describe=describe,
+                                data=form, headers=self._read_headers)
         status = answer.status_code
         if status in (400, 422):
             raise QueryRejected(
@@ -365,7 +368,8 @@ class PrometheusAdapter(Closing):
             )
         if status >= 300:
             raise TSDBError(self._status_message(f"query {query!r}", where, answer))
-        series, warnings = decode_matrix(answer.body, describe)
+        with part("decode"):
+            series, warnings = decode_matrix(answer.body, describe)
         for warning in warnings:
             logger.warning("Prometheus warning for query %r: %s", query, warning)
         return series
@@ -399,8 +403,13 @@ class PrometheusAdapter(Closing):
         Chunks are sent in order; if one fails, the earlier ones stay written, and a re-run
         of the slot finds them stored (the first write stands).
         """
-        for chunk in chunk_series(series, self.settings.write_batch_samples):
-            self._write_chunk(encode_write_request(chunk))
+        with part("encode"):
+            chunks = chunk_series(series, self.settings.write_batch_samples)
+        for chunk in chunks:
+            with part("encode"):
+                body = encode_write_request(chunk)
+            with part("http"):
+                self._write_chunk(body)
 
     def _write_chunk(self, body: bytes) -> None:
         answer = self._send(

@@ -54,12 +54,12 @@ def run_bench(
                                 "load_s": load_s, "backend": settings.backend})
             del engine
     if out is not None:
-        out.write_text(json.dumps({"machine": _machine(), "results": results}, indent=2))
+        out.write_text(json.dumps({"machine": machine_info(), "results": results}, indent=2))
         echo(f"\nwritten to {out}")
     return results
 
 
-def _machine() -> dict[str, object]:
+def machine_info() -> dict[str, object]:
     import os
 
     info: dict[str, object] = {"python": platform.python_version(),

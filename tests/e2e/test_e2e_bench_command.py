@@ -1,0 +1,30 @@
+"""`openanomaly benchmark e2e` as a process, with a Prometheus of its own."""
+
+import json
+import subprocess
+import sys
+
+
+def test_benchmark_e2e_prints_the_stages_and_writes_json(tmp_path):
+    out = tmp_path / "e2e.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(tmp_path / "none"),
+         "benchmark", "e2e", "--series", "40", "--model", "seasonal_naive", "--runs", "2",
+         "--context", "6h", "--out", str(out)],
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    for stage in ("query.http", "query.decode", "inference", "write.encode", "overhead ratio"):
+        assert stage in done.stdout
+    results = json.loads(out.read_text())
+    assert results["options"]["series"] == 40 and results["machine"]["cpus"] >= 1
+    assert [run["series"] for run in results["runs"]] == [40, 40]
+    steady = results["runs"][-1]
+    assert steady["inference_s"] > 0 and steady["overhead_ratio"] > 0
+    assert abs(sum(steady["breakdown"].values()) - steady["seconds"]) < 0.005
+
+
+def test_benchmark_e2e_needs_a_size(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(tmp_path / "none"),
+         "benchmark", "e2e"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--series N or --preset" in done.stderr
