@@ -18,7 +18,7 @@ default is the real adapter built from the configuration, so tests pass fakes in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -61,6 +61,7 @@ from openanomaly.ports import (
 from openanomaly.services import backfill as backfill_service
 from openanomaly.services import run_status, runs, slot_workflow
 from openanomaly.services.accounts import PasswordHasher
+from openanomaly.services.context_cache import ContextCache
 from openanomaly.services.runs import RunResult
 
 if TYPE_CHECKING:  # redis comes with the distributed extra, imported where it is used
@@ -83,6 +84,9 @@ class App:
     store: ConfigStore
     telemetry: Telemetry | None = None
     """Self-monitoring of this process's runs (the embedded service sets it)."""
+    contexts: ContextCache = field(default_factory=ContextCache)
+    """Each pipeline's context between its runs in this process: a run reads only the
+    steps since the previous one."""
 
     @property
     def run_log(self) -> RunLog | None:
@@ -91,7 +95,8 @@ class App:
 
     def run(self, spec: PipelineSpec, at_ms: int) -> RunResult:
         return run_status.recorded(self.run_log, spec.name, at_ms, lambda: runs.run_pipeline(
-            spec, at_ms, self.tsdb, self.engine), telemetry=self.telemetry)
+            spec, at_ms, self.tsdb, self.engine, contexts=self.contexts),
+            telemetry=self.telemetry)
 
     def backfill(
         self, spec: PipelineSpec, start_ms: int, end_ms: int,
@@ -322,7 +327,8 @@ class Worker:
         return slot_workflow.execute_slot(delivery, self.app.store, self.ledger, self.app.tsdb,
                                           self.app.engine, self.claim_ttl_ms,
                                           run_log=self.app.run_log,
-                                          telemetry=self.app.telemetry)
+                                          telemetry=self.app.telemetry,
+                                          contexts=self.app.contexts)
 
     def dispatch(self, pipeline: str, send: slot_workflow.SendRun,
                  task_id: str = "") -> dict[str, Any]:

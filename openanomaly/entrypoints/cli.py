@@ -416,13 +416,16 @@ def bench_models(ctx: click.Context, names: str, batch: str, context: str, horiz
 @click.option("--prometheus-url", default=None,
               help="Use this Prometheus (remote-write receiver on, out-of-order window of a "
               "day or more) instead of starting a local one.")
+@click.option("--context-cache/--no-context-cache", default=True, show_default=True,
+              help="Runs read only the steps since the previous run, as a live process "
+              "does; --no-context-cache reads the whole context every run.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("bench-e2e.json"), show_default=True, help="JSON results.")
 @click.pass_context
 @_friendly_errors
 def bench_e2e(ctx: click.Context, series: int | None, preset: str | None, model: str,
               runs: int, context: str, device: str | None, prometheus_url: str | None,
-              out: Path) -> None:
+              context_cache: bool, out: Path) -> None:
     """Series scored per 5-minute cycle, end to end, and where the time goes.
 
     Writes a fleet of node-exporter-like series (daily cycles, noise, gaps) into
@@ -443,7 +446,8 @@ def bench_e2e(ctx: click.Context, series: int | None, preset: str | None, model:
     setup_logging("WARNING")
     binary = ensure_prometheus() if prometheus_url is None else None
     options = E2EOptions(count, model, runs, context_s=parse_duration(context),
-                         device=device, prometheus_url=prometheus_url)
+                         device=device, prometheus_url=prometheus_url,
+                         context_cache=context_cache)
     run_e2e(options, config, out, click.echo, binary)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.synthetic import FLEET_METRIC, fleet_series
 from openanomaly.ports import ModelEngine, TSDBClient
+from openanomaly.services.context_cache import ContextCache
 from openanomaly.services.runs import RunResult, run_pipeline
 
 PIPELINE = "bench-e2e"
@@ -27,7 +28,8 @@ _LOAD_CHUNK = 2000
 # The rows of the breakdown, in pipeline order: (stage, part); a part of None is what the
 # stage spent outside its marked parts.
 BREAKDOWN = (
-    ("query", "http"), ("query", "decode"), ("query", "align"), ("query", None),
+    ("query", "http"), ("query", "decode"), ("query", "align"), ("query", "cache"),
+    ("query", None),
     ("inference", None), ("scoring", None),
     ("history", "http"), ("history", "decode"), ("history", None),
     ("write", "encode"), ("write", "http"), ("write", None),
@@ -124,11 +126,12 @@ class Cycle:
 
 def run_cycles(spec: PipelineSpec, tsdb: TSDBClient, engine: ModelEngine,
                at: Sequence[int], echo: Callable[[Measured], None] = lambda m: None,
-               ) -> list[Measured]:
-    """Run ``spec`` at each slot of ``at`` in turn, as the scheduler would."""
+               contexts: ContextCache | None = None) -> list[Measured]:
+    """Run ``spec`` at each slot of ``at`` in turn, as the scheduler would (with
+    ``contexts``, as a live process does: reading only what is new)."""
     measured = []
     for at_ms in at:
-        result = run_pipeline(spec, at_ms, tsdb, engine)
+        result = run_pipeline(spec, at_ms, tsdb, engine, contexts=contexts)
         if result.status not in ("ok", "partial"):
             raise RuntimeError(f"the benchmark run at {at_ms} ended {result.status!r}: "
                                "the fleet is not where the pipeline reads")

@@ -37,6 +37,7 @@ from openanomaly.domain.slots import latest_due
 from openanomaly.domain.stages import StageClock, part
 from openanomaly.domain.timeutil import align_down
 from openanomaly.ports import ModelEngine, TSDBClient
+from openanomaly.services.context_cache import ContextCache, read_recent
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +223,11 @@ def forecast_ahead(
 
 def run_pipeline(
     spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine,
-    mode: Mode | None = None,
+    mode: Mode | None = None, contexts: ContextCache | None = None,
 ) -> RunResult:
     """Run ``spec`` for its slot at or before ``at`` (``slot_of``) and write the outputs
-    in one remote-write request where they fit."""
+    in one remote-write request where they fit. With ``contexts``, the query reads only
+    the steps since the previous run's (services/context_cache.py)."""
     started = time.perf_counter()
     mode = mode or spec.mode
     at = slot_of(spec, at_ms)
@@ -236,7 +238,9 @@ def run_pipeline(
     ahead = mode in (Mode.forecast, Mode.both) and spec.output.write_future
     span = spec.context_steps + (spec.window_steps if check else 0) - 1
     with clock.stage("query"):
-        batch = fetch(spec, tsdb, at - span * spec.step_ms, at)
+        first = at - span * spec.step_ms
+        batch = (fetch(spec, tsdb, first, at) if contexts is None
+                 else read_recent(spec, tsdb, first, at, contexts, fetch))
     result.series = batch.n_series
     if batch.n_series == 0:
         result.status = "no_data"

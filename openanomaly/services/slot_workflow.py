@@ -27,6 +27,7 @@ from openanomaly.domain.pipeline import Mode, PipelineSpec
 from openanomaly.domain.slots import CatchUp, plan_catch_up
 from openanomaly.ports import ConfigStore, ModelEngine, RunLog, SlotLedger, Telemetry, TSDBClient
 from openanomaly.services import run_status, runs
+from openanomaly.services.context_cache import ContextCache
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def execute_slot(
     delivery: Delivery, store: ConfigStore, ledger: SlotLedger, tsdb: TSDBClient,
     engine: ModelEngine, claim_ttl_ms: int, clock: Callable[[], int] = _now_ms,
     run_log: RunLog | None = None, telemetry: Telemetry | None = None,
+    contexts: ContextCache | None = None,
 ) -> dict[str, Any]:
     """Run one slot of one pipeline unless it is done, claimed elsewhere or unknown.
 
@@ -98,7 +100,7 @@ def execute_slot(
         own_mode = delivery.mode is None or delivery.mode == spec.mode
         result = run_status.recorded(
             run_log if own_mode else None, spec.name, slot,
-            lambda: runs.run_pipeline(spec, slot, tsdb, engine, delivery.mode), clock,
+            lambda: runs.run_pipeline(spec, slot, tsdb, engine, delivery.mode, contexts), clock,
             telemetry)
         ledger.complete(key, slot, delivery.task_id)
         completed = True

@@ -27,6 +27,7 @@ from openanomaly.config import AppConfig
 from openanomaly.entrypoints.benchmark.models import machine_info
 from openanomaly.entrypoints.progress import Progress
 from openanomaly.services import e2e_bench
+from openanomaly.services.context_cache import ContextCache
 from openanomaly.services.e2e_bench import Cycle, Measured
 
 PRESETS = {"1k": 1_000, "10k": 10_000, "100k": 100_000}
@@ -43,6 +44,8 @@ class E2EOptions:
     device: str | None = None
     prometheus_url: str | None = None
     """None: start a local Prometheus (the Debian package's binary) for the run."""
+    context_cache: bool = True
+    """Runs read only what is new since the previous run, as a live process does."""
 
 
 def run_e2e(options: E2EOptions, config: AppConfig | None, out: Path | None,
@@ -79,8 +82,9 @@ def run_e2e(options: E2EOptions, config: AppConfig | None, out: Path | None,
             echo(f"run at {one.at_ms}: {one.result.series} series in {one.seconds:.2f} s, "
                  f"inference {one.inference:.2f} s, overhead ratio {one.overhead_ratio:.2f}")
 
+        contexts = ContextCache() if options.context_cache else None
         cycle.runs = e2e_bench.run_cycles(spec, tsdb, engine,
-                                          e2e_bench.slots(last, options.runs), show)
+                                          e2e_bench.slots(last, options.runs), show, contexts)
     for line in table(cycle):
         echo(line)
     if out is not None:
@@ -119,6 +123,7 @@ def as_json(cycle: Cycle, options: E2EOptions, weights: str) -> dict[str, Any]:
         "options": {"series": options.series, "model": options.model, "weights": weights,
                     "runs": options.runs, "step_s": options.step_s,
                     "context_s": options.context_s, "device": options.device,
+                    "context_cache": options.context_cache,
                     "prometheus_url": options.prometheus_url},
         "load": {"samples": cycle.samples_loaded, "seconds": cycle.load_seconds},
         "runs": [{
