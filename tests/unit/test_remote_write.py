@@ -6,6 +6,8 @@ import struct
 import cramjam
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openanomaly.adapters.tsdb.remote_write import (
     WriteRequest,
@@ -90,3 +92,28 @@ def test_chunking_edge_cases():
     assert chunk_series([], 5) == []
     with pytest.raises(ValueError):
         chunk_series([exact], 0)
+
+
+label_values = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+series_strategy = st.builds(
+    lambda labels, samples: Series.of(
+        {"__name__": "m", **labels}, [t for t, _ in samples], [v for _, v in samples]),
+    st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True).filter(
+        lambda name: name != "__name__"), label_values,
+                    max_size=4),
+    st.lists(st.tuples(st.integers(-2**63, 2**63 - 1), st.floats(width=64)), max_size=12,
+             unique_by=lambda sample: sample[0]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(series_strategy, max_size=6))
+def test_protobuf_reads_back_every_sample_and_label_the_encoder_wrote(batch):
+    request = parse(encode_write_request(batch))
+    sent = [one for one in batch if one.values.size]
+    assert len(request.timeseries) == len(sent)
+    for one, item in zip(sent, request.timeseries, strict=True):
+        assert [(lb.name, lb.value) for lb in item.labels] == sorted(
+            (k, v) for k, v in one.labels.items() if v != "")
+        order = np.argsort(one.timestamps_ms, kind="stable")
+        assert [s.timestamp for s in item.samples] == one.timestamps_ms[order].tolist()
+        np.testing.assert_array_equal([s.value for s in item.samples], one.values[order])

@@ -7,6 +7,7 @@ clash with ours in the default pool.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import cramjam
@@ -64,44 +65,106 @@ WriteRequest = _message_class("WriteRequest")
 
 
 def _sorted_by_time(one: Series) -> Series:
-    if one.timestamps_ms.size < 2 or bool(np.all(np.diff(one.timestamps_ms) >= 0)):
+    stamps = one.timestamps_ms
+    if stamps.size < 2 or bool(np.all(stamps[1:] >= stamps[:-1])):
         return one
     order = np.argsort(one.timestamps_ms, kind="stable")
     return Series(one.labels, one.timestamps_ms[order], one.values[order])
 
 
-def build_write_request(series: Sequence[Series]) -> Message:
-    """The ``WriteRequest`` message for ``series``; series without samples are left out.
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL[value]
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
-    Raises ValueError for a series without ``__name__``: remote-write receivers either
-    reject it or store a series that no name selector can find.
+
+_SMALL = [bytes((value,)) for value in range(0x80)]
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    """A length-delimited field: its tag byte, the payload's length, the payload."""
+    return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _label(name: str, value: str) -> bytes:
+    # Output series repeat the same few label pairs: each is encoded once.
+    return _field(0x0A, _field(0x0A, name.encode()) + _field(0x12, value.encode()))
+
+
+def _labels(one: Series) -> bytes:
+    if not one.name:
+        raise ValueError(f"series {dict(one.labels)} has no __name__ label; cannot write it")
+    # An empty label value means "no such label" in Prometheus; sending it would only
+    # confuse receivers that validate labels.
+    return b"".join(_label(k, v) for k, v in sorted(one.labels.items()) if v != "")
+
+
+def _samples(timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample as a ``samples`` field of its TimeSeries, all at once: the bytes, and
+    where each sample's field ends.
+
+    A sample field is 0x12, its length, then the Sample: 0x09 and the value's 8 bytes
+    (little endian), 0x10 and the timestamp as a varint (a negative one in 10 bytes, as
+    protobuf writes an int64).
     """
-    request = WriteRequest()
-    for one in series:
-        if one.values.size == 0:
-            continue
-        if not one.name:
-            raise ValueError(f"series {dict(one.labels)} has no __name__ label; cannot write it")
-        one = _sorted_by_time(one)
-        # An empty label value means "no such label" in Prometheus; sending it would only
-        # confuse receivers that validate labels.
-        labels = sorted((k, v) for k, v in one.labels.items() if v != "")
-        # Any NaN payload is replaced by the canonical NaN: Prometheus reads one specific
-        # payload as a staleness marker, which would end the series instead of storing NaN.
-        values = np.where(np.isnan(one.values), np.nan, one.values).tolist()
-        timestamps = one.timestamps_ms.tolist()
-        item = request.timeseries.add()
-        item.labels.extend(Label(name=k, value=v) for k, v in labels)
-        item.samples.extend(
-            Sample(value=v, timestamp=t) for v, t in zip(values, timestamps, strict=True)
-        )
-    return request
+    unsigned = timestamps.astype(np.int64).view(np.uint64)
+    sizes = np.ones(unsigned.size, dtype=np.int64)
+    for shift in range(7, 64, 7):
+        sizes += (unsigned >> np.uint64(shift)) > 0
+    lengths = 12 + sizes
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    out = np.zeros(int(ends[-1]) if ends.size else 0, dtype=np.uint8)
+    out[starts] = 0x12
+    out[starts + 1] = 10 + sizes
+    out[starts + 2] = 0x09
+    # Any NaN payload is replaced by the canonical NaN: Prometheus reads one specific
+    # payload as a staleness marker, which would end the series instead of storing NaN.
+    canonical = np.where(np.isnan(values), np.nan, values).astype("<f8")
+    raw = canonical.view(np.uint8).reshape(-1, 8)
+    for k in range(8):
+        out[starts + 3 + k] = raw[:, k]
+    out[starts + 11] = 0x10
+    for k in range(int(sizes.max()) if sizes.size else 0):
+        has = sizes > k
+        more = sizes > k + 1
+        byte = (unsigned[has] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        out[starts[has] + 12 + k] = byte | np.where(more[has], 0x80, 0).astype(np.uint64)
+    return out, ends
 
 
 def encode_write_request(series: Sequence[Series]) -> bytes:
-    """The snappy block-compressed (not framed) remote-write body for ``series``."""
-    raw = build_write_request(series).SerializeToString()
-    return bytes(cramjam.snappy.compress_raw(raw))
+    """The snappy block-compressed (not framed) remote-write body for ``series``; series
+    without samples are left out.
+
+    The samples of all series are encoded in one pass over arrays (no object per sample);
+    raises ValueError for a series without ``__name__``: remote-write receivers either
+    reject it or store a series that no name selector can find.
+    """
+    kept = [_sorted_by_time(one) for one in series if one.values.size]
+    heads = [_labels(one) for one in kept]
+    if not kept:
+        return bytes(cramjam.snappy.compress_raw(b""))
+    samples, ends = _samples(np.concatenate([one.timestamps_ms for one in kept]),
+                             np.concatenate([one.values for one in kept]))
+    body = samples.tobytes()
+    parts = []
+    first = 0
+    for head, one in zip(heads, kept, strict=True):
+        last = first + one.values.size
+        begin = int(ends[first - 1]) if first else 0
+        parts.append(_field(0x0A, head + body[begin:int(ends[last - 1])]))
+        first = last
+    return bytes(cramjam.snappy.compress_raw(b"".join(parts)))
 
 
 def decode_write_request(body: bytes) -> list[Series]:
