@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from openanomaly.domain.pipeline import ScoringSpec
+from openanomaly.domain.rowstats import nanquantile_rows
 from openanomaly.domain.series import FloatArray
 
 # The smallest divisor: a raw score of e - 1 scores 1 on a series with a quiet history.
@@ -191,7 +192,7 @@ def history_of(past: FloatArray, quantile: float, calibration_points: int,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, on purpose
         if window.shape[1]:
-            levels = np.nanquantile(window, (quantile, *TAIL_LEVELS), axis=1).T
+            levels = nanquantile_rows(window, (quantile, *TAIL_LEVELS)).T
         else:
             levels = np.full((n, 1 + len(TAIL_LEVELS)), np.nan)
         peak = (np.nanmax(recent, axis=1) if recent.shape[1] else np.full(n, np.nan))

@@ -32,6 +32,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from openanomaly.domain.rowstats import nanmedian_rows, nanquantile_rows
 from openanomaly.domain.series import FloatArray
 
 
@@ -202,10 +203,8 @@ _STATISTICS = {
 
 def _noise(context: FloatArray) -> FloatArray:
     """The median absolute step-to-step change (0 for a series that mostly stands still)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.asarray(np.nan_to_num(np.nanmedian(np.abs(np.diff(context, axis=1)), axis=1)),
-                          dtype=float)
+    return np.asarray(np.nan_to_num(nanmedian_rows(np.abs(np.diff(context, axis=1)))),
+                      dtype=float)
 
 
 def _run_lengths(flags: np.ndarray) -> np.ndarray:
@@ -242,10 +241,8 @@ def _standardised(statistic: FloatArray, c: int, skip: int,
     context's own ``_EXTREME`` quantile of that distance, so 1 is as far out as the
     context goes once in a hundred points. NaN where the baseline is too short."""
     baseline = statistic[:, min(skip, c):c]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        centre = np.nanmedian(baseline, axis=1)
-        spread = np.nanquantile(np.abs(baseline - centre[:, None]), _EXTREME, axis=1)
+    centre = nanmedian_rows(baseline)
+    spread = nanquantile_rows(np.abs(baseline - centre[:, None]), _EXTREME)
     enough = np.sum(np.isfinite(baseline), axis=1) >= _MIN_BASELINE
     # A baseline that never moves still has float rounding: changes below it mean nothing.
     floor = 1e-6 * np.maximum(np.abs(np.nan_to_num(centre)), 1e-12)

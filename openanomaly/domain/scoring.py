@@ -6,7 +6,6 @@ and above 1 outside the band. NaN actuals or forecasts give NaN scores, never 0.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -15,6 +14,7 @@ import numpy.typing as npt
 
 from openanomaly.domain.forecast import QuantileForecast
 from openanomaly.domain.pipeline import Direction, ScoringSpec, Technique
+from openanomaly.domain.rowstats import nanmedian_rows
 from openanomaly.domain.series import FloatArray
 
 # A band narrower than this (relative to the median's magnitude) is treated as this wide.
@@ -44,10 +44,8 @@ def noise_level(context: FloatArray) -> FloatArray:
     """Robust per-series noise scale: the MAD of step-to-step changes, as a standard
     deviation of one point (changes of i.i.d. noise have sqrt(2) times its spread)."""
     changes = np.diff(context, axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, on purpose
-        centre = np.nanmedian(changes, axis=1, keepdims=True)
-        mad = np.nanmedian(np.abs(changes - centre), axis=1)
+    centre = nanmedian_rows(changes)[:, None]  # NaN for a row without changes, on purpose
+    mad = nanmedian_rows(np.abs(changes - centre))
     return np.asarray(1.4826 * mad / np.sqrt(2.0))
 
 

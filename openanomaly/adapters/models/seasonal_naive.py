@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from openanomaly.adapters.models.settings import SeasonalNaiveSettings
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
+from openanomaly.domain.rowstats import nanmedian_rows, nanquantile_rows
 from openanomaly.domain.series import FloatArray
 
 
@@ -51,10 +50,9 @@ class SeasonalNaiveBackend:
         median = filled[:, steps - season + horizon % season]
         changes = filled[:, season:] - filled[:, :-season]
         levels = np.asarray(request.quantiles)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NaN on purpose
-            spread = np.nanquantile(changes, levels, axis=1).T  # (series, quantiles)
-            spread = spread - np.nanmedian(changes, axis=1)[:, None]
+        # All-NaN rows give NaN, on purpose.
+        spread = nanquantile_rows(changes, levels).T  # (series, quantiles)
+        spread = spread - nanmedian_rows(changes)[:, None]
         # Uncertainty grows with the number of seasons the forecast reaches across.
         reach = np.sqrt(horizon // season + 1.0)
         return np.asarray(median[:, :, None] + reach[None, :, None] * spread[:, None, :])
