@@ -242,3 +242,30 @@ def test_score_stats_without_tail_levels_ask_for_no_tail(prom_client, unique):
     (stats,) = prom_client.score_stats(metric, pipeline, end, 0.5, 60 * MINUTE, None)
     assert stats.tail == () and math.isnan(stats.count) and math.isnan(stats.peak)
     assert stats.quantile == pytest.approx(9.5)
+
+
+def test_a_query_for_many_series_is_read_in_time_slices_of_bounded_points(prom_client,
+                                                                         unique):
+    import itertools
+
+    from openanomaly.adapters.tsdb.prometheus import MAX_POINTS_PER_ANSWER, sub_ranges
+
+    ranges = sub_ranges(0, 599_000, 1000, max_series=100_000)
+    assert len(ranges) == 10 and ranges[0] == (0, 59_000) and ranges[-1][1] == 599_000
+    assert all(lo == prev_hi + 1000 for (_, prev_hi), (lo, _) in itertools.pairwise(ranges))
+    assert all((hi - lo) // 1000 + 1 <= max(60, MAX_POINTS_PER_ANSWER // 100_000)
+               for lo, hi in ranges)
+    assert sub_ranges(0, 599_000, 1000) == [(0, 599_000)]  # the default bound: one read
+
+    metric = unique("sliced")
+    start = minute_now() - DAY
+    stamps = start + 60_000 * np.arange(600)
+    prom_client.write([Series.of({"__name__": metric, "host": h}, stamps,
+                                 np.arange(600, dtype=float) + i)
+                       for i, h in enumerate(("a", "b"))])
+    found = prom_client.query_range(metric, start, stamps[-1], 60_000, max_series=100_000)
+    assert sorted(one.labels["host"] for one in found) == ["a", "b"]
+    for one in found:
+        np.testing.assert_array_equal(one.timestamps_ms, stamps)
+        np.testing.assert_array_equal(one.values,
+                                      np.arange(600) + (one.labels["host"] == "b"))

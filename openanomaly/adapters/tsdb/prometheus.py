@@ -47,6 +47,9 @@ _STAT_LABEL = "openanomaly_statistic"
 
 # Prometheus refuses more than 11,000 points per series in one query; stay well below.
 MAX_POINTS_PER_REQUEST = 10_000
+# Points of all series in one answer, at most (by the query's series bound): a large
+# query is read in time slices whose answers each decode within bounded memory.
+MAX_POINTS_PER_ANSWER = 5_000_000
 # Reads that name no series bound (the demo, tools) get the budget of a pipeline with
 # the default max_series.
 DEFAULT_SERIES_BOUND = 1000
@@ -131,14 +134,18 @@ def _read_within(response: httpx.Response, budget: Budget, describe: str) -> byt
     return bytes(body)
 
 
-def sub_ranges(start_ms: int, end_ms: int, step_ms: int) -> list[tuple[int, int]]:
-    """Cut [start, end] into ranges of at most MAX_POINTS_PER_REQUEST steps on the same
-    grid; each range starts one step after the previous one ends, so none overlap."""
+def sub_ranges(start_ms: int, end_ms: int, step_ms: int,
+               max_series: int = DEFAULT_SERIES_BOUND) -> list[tuple[int, int]]:
+    """Cut [start, end] into ranges on the same grid of at most MAX_POINTS_PER_REQUEST
+    steps, and of at most MAX_POINTS_PER_ANSWER points for ``max_series`` series (but
+    never under 60 steps); each range starts one step after the previous one ends, so
+    none overlap."""
     if step_ms <= 0:
         raise ValueError(f"step must be positive, got {step_ms} ms")
     if end_ms < start_ms:
         raise ValueError(f"end ({end_ms}) is before start ({start_ms})")
-    span = (MAX_POINTS_PER_REQUEST - 1) * step_ms
+    steps = min(MAX_POINTS_PER_REQUEST, max(60, MAX_POINTS_PER_ANSWER // max(1, max_series)))
+    span = (steps - 1) * step_ms
     ranges = []
     lo = start_ms
     while lo <= end_ms:
@@ -270,7 +277,8 @@ class PrometheusAdapter(Closing):
         """
         merged: dict[frozenset[tuple[str, str]], list[tuple[np.ndarray, np.ndarray]]] = {}
         labels_of: dict[frozenset[tuple[str, str]], dict[str, str]] = {}
-        for lo, hi in sub_ranges(start_ms, end_ms, step_ms):
+        for lo, hi in sub_ranges(start_ms, end_ms, step_ms,
+                                 max_series or DEFAULT_SERIES_BOUND):
             form = {
                 "query": query,
                 "start": _seconds(lo),
