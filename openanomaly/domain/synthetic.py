@@ -150,17 +150,17 @@ FLEET_MODES = ("user", "system", "iowait", "irq", "softirq")
 FLEET_CPUS = 8
 
 
-def fleet_labels(index: int) -> dict[str, str]:
+def fleet_labels(index: int, metric: str = FLEET_METRIC) -> dict[str, str]:
     """The labels of series ``index`` of a fleet, shaped like node-exporter's CPU series:
     a host has FLEET_CPUS cpus and a series per cpu and mode."""
     host, rest = divmod(index, FLEET_CPUS * len(FLEET_MODES))
     cpu, mode = divmod(rest, len(FLEET_MODES))
-    return {"__name__": FLEET_METRIC, "job": "node", "instance": f"host-{host:05d}:9100",
+    return {"__name__": metric, "job": "node", "instance": f"host-{host:05d}:9100",
             "datacenter": f"dc{host % 3}", "cpu": str(cpu), "mode": FLEET_MODES[mode]}
 
 
 def fleet_series(first: int, count: int, start_ms: int, points: int, step_s: float,
-                 seed: int = 0) -> list[Series]:
+                 seed: int = 0, metric: str = FLEET_METRIC) -> list[Series]:
     """Series ``first`` .. ``first + count - 1`` of a fleet: a daily cycle of its own
     phase and size, noise, and in about one series in a hundred a gap of up to an hour
     (a host that stopped reporting). The same arguments give the same values."""
@@ -183,5 +183,6 @@ def fleet_series(first: int, count: int, start_ms: int, points: int, step_s: flo
     out = []
     for row in range(count):
         keep = np.isfinite(values[row])
-        out.append(Series(fleet_labels(first + row), timestamps[keep], values[row][keep]))
+        out.append(Series(fleet_labels(first + row, metric), timestamps[keep],
+                          values[row][keep]))
     return out

@@ -113,8 +113,11 @@ def extend(cached: SeriesBatch, recent: SeriesBatch, start_ms: int, end_ms: int,
     values[:, :kept] = cached.values[:, first:first + kept]
     values[np.asarray(rows, dtype=np.int64), kept:] = recent.values
     # As a full read: only series with a value somewhere in the range.
-    present = np.flatnonzero(np.isfinite(values).any(axis=1))
-    return SeriesBatch([cached.labels[i] for i in present], timestamps, values[present])
+    present = np.isfinite(values).any(axis=1)
+    if present.all():
+        return SeriesBatch(cached.labels, timestamps, values)
+    keep = np.flatnonzero(present)
+    return SeriesBatch([cached.labels[i] for i in keep], timestamps, values[keep])
 
 
 def read_recent(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms: int,

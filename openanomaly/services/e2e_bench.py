@@ -36,10 +36,11 @@ BREAKDOWN = (
 )
 
 
-def bench_pipeline(series: int, model: str, step_s: float, context_s: float) -> PipelineSpec:
+def bench_pipeline(series: int, model: str, step_s: float, context_s: float,
+                   metric: str = FLEET_METRIC) -> PipelineSpec:
     """The pipeline every run of the benchmark runs: the whole fleet, every 5 minutes,
     with the default scoring."""
-    return PipelineSpec(name=PIPELINE, query=FLEET_METRIC, model=model, step=step_s,
+    return PipelineSpec(name=PIPELINE, query=metric, model=model, step=step_s,
                         context=context_s, schedule=f"{INTERVAL_S:g}s", max_series=series)
 
 
@@ -55,13 +56,15 @@ def fleet_points(spec: PipelineSpec, runs: int) -> int:
 
 
 def load_fleet(tsdb: TSDBClient, series: int, last_ms: int, points: int, step_s: float,
-               progress: Callable[[int], None] = lambda done: None) -> int:
+               progress: Callable[[int], None] = lambda done: None,
+               metric: str = FLEET_METRIC) -> int:
     """Write ``series`` fleet series of ``points`` rows ending at ``last_ms``; the number
     of samples written."""
     start_ms = last_ms - round(step_s * 1000) * (points - 1)
     written = 0
     for first in range(0, series, _LOAD_CHUNK):
-        chunk = fleet_series(first, min(_LOAD_CHUNK, series - first), start_ms, points, step_s)
+        chunk = fleet_series(first, min(_LOAD_CHUNK, series - first), start_ms, points, step_s,
+                             metric=metric)
         tsdb.write(chunk)
         written += sum(one.values.size for one in chunk)
         progress(first + len(chunk))

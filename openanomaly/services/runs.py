@@ -249,30 +249,38 @@ def run_pipeline(
         return result
     end = batch.timestamps_ms.size - 1
     labels = labels_of(spec, batch)
-    outputs: list[Series] = []
     timed = _TimedEngine(engine, clock)
     checking = time.perf_counter()
-    if check:
-        window_start = int(batch.timestamps_ms[end - spec.window_steps + 1])
+    stored: list[ScoreHistory] = []
+    window_start = int(batch.timestamps_ms[max(0, end - spec.window_steps + 1)])
 
-        def history(_raw: object) -> ScoreHistory:
+    def history(rows: slice) -> ScoreHistory:
+        # Read back once for all series, then each chunk takes its rows.
+        if not stored:
             with clock.stage("history"):
-                return stored_history(spec, tsdb, labels, window_start)
+                stored.append(stored_history(spec, tsdb, labels, window_start))
+        return _rows_of(stored[0], rows)
 
-        checked = check_slots(spec, timed, batch, [end], labels, history=history)
-        outputs += checked.series
-        summarise(result, checked, batch, spec)
-    if ahead:
-        outputs += forecast_ahead(spec, timed, batch, end, labels)
-    # Scoring: the check and the output building, without the model and the read-back.
-    stages["scoring"] = max(0.0, time.perf_counter() - checking - stages.get("inference", 0.0)
-                            - stages.get("history", 0.0))
+    for rows in _chunks(batch.n_series):
+        chunk = SeriesBatch(batch.labels[rows], batch.timestamps_ms, batch.values[rows])
+        outputs: list[Series] = []
+        if check:
+            checked = check_slots(spec, timed, chunk, [end], labels[rows],
+                                  history=partial(_ignoring_raw, history, rows))
+            outputs += checked.series
+            _add_chunk(result, checked, chunk, spec)
+        if ahead:
+            outputs += forecast_ahead(spec, timed, chunk, end, labels[rows])
+        with clock.stage("write"):
+            write(spec, tsdb, outputs, result)
+    # Scoring: the check and the output building, without the model, the read-back and
+    # the writes.
+    stages["scoring"] = max(0.0, time.perf_counter() - checking - sum(
+        stages.get(name, 0.0) for name in ("inference", "history", "write")))
     if result.stale == result.series:
-        result.status = "stale"
-    elif result.skipped or result.stale:
+        result.status = "stale" if result.status != "already_written" else result.status
+    elif (result.skipped or result.stale) and result.status == "ok":
         result.status = "partial"
-    with clock.stage("write"):
-        write(spec, tsdb, outputs, result)
     result.seconds = round(time.perf_counter() - started, 3)
     log.info("run finished", extra={
         "pipeline": spec.name, "at": at, "mode": str(mode), "status": result.status,
@@ -356,6 +364,42 @@ def summarise(result: RunResult, checked: CheckOutput, batch: SeriesBatch,
     for index in np.flatnonzero(over.any(axis=(0, 2))):
         if batch.labels[index] not in result.anomalous_series:
             result.anomalous_series.append(batch.labels[index])
+
+
+# Series checked, forecast and written together: a run's working memory grows with this,
+# not with the number of series the query returns.
+CHUNK_SERIES = 2000
+
+
+def _chunks(n: int, size: int | None = None) -> list[slice]:
+    size = size or CHUNK_SERIES
+    return [slice(first, min(first + size, n)) for first in range(0, n, size)]
+
+
+def _ignoring_raw(history: Callable[[slice], ScoreHistory], rows: slice,
+                 _raw: object) -> ScoreHistory:
+    return history(rows)
+
+
+def _rows_of(history: ScoreHistory, rows: slice) -> ScoreHistory:
+    return ScoreHistory(history.quantile[rows], history.peak[rows],
+                        None if history.tail is None else history.tail[rows],
+                        None if history.count is None else history.count[rows])
+
+
+def _add_chunk(result: RunResult, checked: CheckOutput, chunk: SeriesBatch,
+               spec: PipelineSpec) -> None:
+    """Add a chunk's check to the run's figures (chunks hold different series)."""
+    part = RunResult(result.pipeline, result.at_ms)
+    summarise(part, checked, chunk, spec)
+    result.skipped += part.skipped
+    result.stale += part.stale
+    result.scored_points += part.scored_points
+    result.anomalous_points += part.anomalous_points
+    if not np.isnan(part.max_score):
+        result.max_score = (part.max_score if np.isnan(result.max_score)
+                            else max(result.max_score, part.max_score))
+    result.anomalous_series += part.anomalous_series
 
 
 @dataclass(frozen=True)
