@@ -415,6 +415,13 @@ def benchmark_tsdb(url: str, timeout_s: float = 300.0) -> PrometheusAdapter:
     return PrometheusAdapter(PrometheusSettings(url=url, timeout=timeout_s))
 
 
+def remote_engine(url: str, token: str | None = None, timeout_s: float = 600.0) -> ModelEngine:
+    """A client of a model server, for a benchmark."""
+    from openanomaly.adapters.models.remote_engine import RemoteModelEngine
+
+    return RemoteModelEngine(url, token=token, timeout=timeout_s, max_retries=0)
+
+
 def benchmark_model(name: str, config: AppConfig | None, device: str | None, folder: Path,
                     batch: int) -> tuple[ModelSettings, str]:
     """A benchmarked model's settings and where its weights come from (configured,

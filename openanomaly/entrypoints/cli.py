@@ -400,6 +400,43 @@ def bench_models(ctx: click.Context, names: str, batch: str, context: str, horiz
               _ints(context), horizon, device, repeat, config, out)
 
 
+@benchmark.command("model-server")
+@click.option("--model", default="chronos-bolt-small", show_default=True,
+              help="A configured model or a preset (random weights of the published size "
+              "where the hub cannot be reached).")
+@click.option("--batch", default=512, show_default=True, type=click.IntRange(1),
+              help="Series per forward pass: the raw batch, and the server's largest.")
+@click.option("--context", default=512, show_default=True, type=click.IntRange(8))
+@click.option("--horizon", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--clients", default=4, show_default=True, type=click.IntRange(1),
+              help="Concurrent clients; each sends BATCH/CLIENTS series a request.")
+@click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(1),
+              help="How long the clients send.")
+@click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="The server's dynamic batching wait.")
+@click.option("--device", default=None, help="cpu, cuda, mps or auto.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("bench-model-server.json"), show_default=True, help="JSON results.")
+@click.pass_context
+@_friendly_errors
+def bench_model_server(ctx: click.Context, model: str, batch: int, context: int,
+                       horizon: int, clients: int, seconds: float, batch_wait_ms: float,
+                       device: str | None, out: Path) -> None:
+    """Series per second through serve-model against the raw forward pass.
+
+    Measures the model's forward pass on batches of BATCH series in this process, then
+    starts serve-model with the model alone and sends it requests from CLIENTS concurrent
+    clients (binary frames over HTTP, merged by the server's dynamic batching) for
+    SECONDS, and prints both rates and their ratio.
+    """
+    from openanomaly.entrypoints.benchmark.serving import ServingOptions, run_serving
+
+    config = _optional_config(ctx)
+    setup_logging("WARNING")
+    run_serving(ServingOptions(model, batch, context, horizon, clients, seconds,
+                               batch_wait_ms, device), config, out, click.echo)
+
+
 @benchmark.command("e2e")
 @click.option("--series", type=click.IntRange(1), default=None,
               help="Series in the fleet (or --preset).")

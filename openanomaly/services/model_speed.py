@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,3 +56,49 @@ def measure(
             latency = float(np.median(times))
             rows.append(SpeedRow(model, batch, context, horizon, latency, batch / latency))
     return rows
+
+
+@dataclass(frozen=True)
+class ClientsRow:
+    clients: int
+    series_per_request: int
+    requests: int
+    seconds: float
+    series_per_s: float
+    latency_s: float  # median per request
+
+
+def measure_clients(
+    engine: ModelEngine, model: str, clients: int, series_per_request: int, context: int,
+    horizon: int, seconds: float, step_seconds: float = 300.0,
+) -> ClientsRow:
+    """``clients`` threads forecasting through ``engine`` (a remote one: the requests
+    cross the network) back to back for ``seconds``, after one warm-up request each."""
+    requests = [ForecastRequest(synthetic_contexts(series_per_request, context, seed), horizon,
+                                QUANTILES, step_seconds) for seed in range(clients)]
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    start = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def client(index: int) -> None:
+        engine.forecast(model, requests[index])
+        start.wait()
+        while time.perf_counter() < deadline[0]:
+            began = time.perf_counter()
+            engine.forecast(model, requests[index])
+            latencies[index].append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    deadline[0] = began + seconds
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    done = sum(len(one) for one in latencies)
+    every = [latency for one in latencies for latency in one]
+    return ClientsRow(clients, series_per_request, done, elapsed,
+                      done * series_per_request / elapsed,
+                      float(np.median(every)) if every else float("nan"))

@@ -225,9 +225,10 @@ def run_pipeline(
     spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine,
     mode: Mode | None = None, contexts: ContextCache | None = None,
 ) -> RunResult:
-    """Run ``spec`` for its slot at or before ``at`` (``slot_of``) and write the outputs
-    in one remote-write request where they fit. With ``contexts``, the query reads only
-    the steps since the previous run's (services/context_cache.py)."""
+    """Run ``spec`` for its slot at or before ``at`` (``slot_of``): check, forecast and
+    write its series in chunks of CHUNK_SERIES, each chunk's outputs in one remote-write
+    request where they fit. With ``contexts``, the query reads only the steps since the
+    previous run's (services/context_cache.py)."""
     started = time.perf_counter()
     mode = mode or spec.mode
     at = slot_of(spec, at_ms)
@@ -277,9 +278,9 @@ def run_pipeline(
     # the writes.
     stages["scoring"] = max(0.0, time.perf_counter() - checking - sum(
         stages.get(name, 0.0) for name in ("inference", "history", "write")))
-    if result.stale == result.series:
-        result.status = "stale" if result.status != "already_written" else result.status
-    elif (result.skipped or result.stale) and result.status == "ok":
+    if result.status == "ok" and result.stale == result.series:
+        result.status = "stale"
+    elif result.status == "ok" and (result.skipped or result.stale):
         result.status = "partial"
     result.seconds = round(time.perf_counter() - started, 3)
     log.info("run finished", extra={
