@@ -40,6 +40,7 @@ from openanomaly.adapters.telemetry import process_exited as process_exited
 from openanomaly.adapters.telemetry import use_multiprocess as use_multiprocess
 from openanomaly.adapters.tsdb.local_prometheus import LocalPrometheus
 from openanomaly.adapters.tsdb.local_prometheus import free_port as free_port
+from openanomaly.adapters.tsdb.local_prometheus import stop_process as stop_process
 from openanomaly.adapters.tsdb.local_prometheus import stop_with_parent as stop_with_parent
 from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.adapters.tsdb.tls import tls_context

@@ -19,14 +19,15 @@ def nanquantile_rows(x: FloatArray, levels: npt.ArrayLike) -> FloatArray:
     single = np.ndim(levels) == 0
     wanted = np.atleast_1d(np.asarray(levels, dtype=float))
     x = np.asarray(x, dtype=float)
-    if not np.isnan(x).any():
+    missing = np.isnan(x)
+    if not missing.any():
         if not x.shape[1]:
             return np.full(x.shape[0] if single else (wanted.size, x.shape[0]), np.nan)
         with np.errstate(invalid="ignore"):
             out = np.quantile(x, wanted, axis=1)
         return np.asarray(out[0] if single else out)
     ordered = np.sort(x, axis=1)  # NaN sort last
-    count = x.shape[1] - np.isnan(x).sum(axis=1)
+    count = x.shape[1] - missing.sum(axis=1)
     rows = np.arange(x.shape[0])
     out = np.full((wanted.size, x.shape[0]), np.nan)
     has = count > 0
@@ -48,13 +49,14 @@ def nanquantile_rows(x: FloatArray, levels: npt.ArrayLike) -> FloatArray:
 def nanmedian_rows(x: FloatArray) -> FloatArray:
     """``np.nanmedian(x, axis=1)``; NaN for a row without a value."""
     x = np.asarray(x, dtype=float)
-    if not np.isnan(x).any():
+    missing = np.isnan(x)
+    if not missing.any():
         if not x.shape[1]:
             return np.full(x.shape[0], np.nan)
         with np.errstate(invalid="ignore"):
             return np.asarray(np.median(x, axis=1))
     ordered = np.sort(x, axis=1)
-    count = x.shape[1] - np.isnan(x).sum(axis=1)
+    count = x.shape[1] - missing.sum(axis=1)
     rows = np.arange(x.shape[0])
     low = np.maximum((count - 1) // 2, 0)
     high = np.maximum(count // 2, 0)

@@ -342,6 +342,11 @@ def serve_model(ctx: click.Context, host: str | None, port: int | None, tls_cert
     serve(config, host=host, port=port, insecure=insecure)
 
 
+def _problems(exc: ValidationError) -> str:
+    """A validation error's messages on one line, without pydantic's prefix."""
+    return "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+
+
 def _with_model_server(config: AppConfig, **options: str | None) -> AppConfig:
     """``config`` with the model_server keys given on the command line, checked together
     with the ones of the file (a certificate needs its key)."""
@@ -352,9 +357,7 @@ def _with_model_server(config: AppConfig, **options: str | None) -> AppConfig:
         settings = ModelServerSettings.model_validate(
             {**config.model_server.model_dump(), **given})
     except ValidationError as exc:
-        problems = "; ".join(error["msg"].removeprefix("Value error, ")
-                             for error in exc.errors())
-        raise ConfigError(f"serve-model: {problems}") from None
+        raise ConfigError(f"serve-model: {_problems(exc)}") from None
     return config.model_copy(update={"model_server": settings})
 
 
@@ -481,11 +484,19 @@ def bench_e2e(ctx: click.Context, series: int | None, preset: str | None, model:
     count = series if series is not None else PRESETS[str(preset)]
     config = _optional_config(ctx)
     setup_logging("WARNING")
-    binary = ensure_prometheus() if prometheus_url is None else None
-    options = E2EOptions(count, model, runs, context_s=parse_duration(context),
-                         device=device, prometheus_url=prometheus_url,
-                         context_cache=context_cache)
-    run_e2e(options, config, out, click.echo, binary)
+    try:
+        options = E2EOptions(count, model, runs, context_s=parse_duration(context),
+                             device=device, prometheus_url=prometheus_url,
+                             context_cache=context_cache)
+        options.pipeline()  # the pipeline the benchmark runs: refuses a context off the grid
+    except ValidationError as exc:
+        raise click.BadParameter(_problems(exc), param_hint="--context") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--context") from None
+    if prometheus_url is None:
+        run_e2e(options, config, out, click.echo, ensure_prometheus())
+    else:
+        run_e2e(options, config, out, click.echo)
 
 
 @cli.command()

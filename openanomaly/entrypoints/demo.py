@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from openanomaly.bootstrap import bootstrap, demo_prometheus
+from openanomaly.bootstrap import bootstrap, demo_prometheus, stop_process
 from openanomaly.config import AppConfig, load_config
 from openanomaly.domain.errors import OpenAnomalyError
 from openanomaly.domain.run_state import RunState
@@ -187,12 +187,7 @@ def keep_serving(config: AppConfig, prometheus_url: str, run_states: list[RunSta
     except KeyboardInterrupt:
         pass
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -9,7 +9,8 @@ The result is what a full read returns, provided no sample older than the overla
 added or changed since the previous run: the overlap covers the pipeline's delay plus
 margin, and a PromQL step depends only on samples at or before it, so a late sample
 inside the overlap changes only steps that are read again. Any doubt (a series the
-cache has not seen, another grid, a run for an earlier slot) means a full read.
+cache has not seen, another grid, a run for an earlier slot, more series than the
+pipeline's max_series) means a full read.
 """
 
 from __future__ import annotations
@@ -131,7 +132,9 @@ def read_recent(spec: PipelineSpec, tsdb: TSDBClient, start_ms: int, end_ms: int
             recent = full_read(spec, tsdb, recent_start, end_ms)
             with part("cache"):
                 merged = extend(cached, recent, start_ms, end_ms, spec.step_ms)
-            if merged is not None:
+            # More series than the pipeline allows (some only in the older steps): the
+            # full read refuses them, with its message.
+            if merged is not None and merged.n_series <= spec.max_series:
                 cache.count(hit=True)
                 cache.put(spec, merged)
                 return merged

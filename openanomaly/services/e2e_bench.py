@@ -73,9 +73,12 @@ def load_fleet(tsdb: TSDBClient, series: int, last_ms: int, points: int, step_s:
 
 @dataclass
 class Measured:
-    at_ms: int
     result: RunResult
     peak_rss_bytes: int
+
+    @property
+    def at_ms(self) -> int:
+        return self.result.at_ms
 
     @property
     def seconds(self) -> float:
@@ -138,7 +141,7 @@ def run_cycles(spec: PipelineSpec, tsdb: TSDBClient, engine: ModelEngine,
         if result.status not in ("ok", "partial"):
             raise RuntimeError(f"the benchmark run at {at_ms} ended {result.status!r}: "
                                "the fleet is not where the pipeline reads")
-        one = Measured(at_ms, result, peak_rss_bytes())
+        one = Measured(result, peak_rss_bytes())
         measured.append(one)
         echo(one)
     return measured

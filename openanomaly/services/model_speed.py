@@ -91,9 +91,9 @@ def measure_clients(
         engine.forecast(model, requests[index])
         start.wait()
         while time.perf_counter() < deadline[0]:
-            began = time.perf_counter()
+            sent = time.perf_counter()
             engine.forecast(model, requests[index])
-            latencies[index].append(time.perf_counter() - began)
+            latencies[index].append(time.perf_counter() - sent)
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:

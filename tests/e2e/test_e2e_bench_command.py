@@ -28,3 +28,13 @@ def test_benchmark_e2e_needs_a_size(tmp_path):
         [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(tmp_path / "none"),
          "benchmark", "e2e"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--series N or --preset" in done.stderr
+
+
+def test_benchmark_e2e_refuses_a_context_it_cannot_run_with_a_message(tmp_path):
+    for context, message in (("abc", "not a duration"), ("90s", "whole number of steps")):
+        done = subprocess.run(
+            [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config",
+             str(tmp_path / "none"), "benchmark", "e2e", "--series", "5", "--context",
+             context], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

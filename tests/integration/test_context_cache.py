@@ -111,3 +111,25 @@ def test_the_cache_keeps_within_its_bytes():
         cache.put(PipelineSpec(name=name, query="up"), batch)
     assert cache.get(PipelineSpec(name="one", query="up")) is None
     assert cache.get(PipelineSpec(name="three", query="up")) is batch
+
+
+def test_more_series_than_the_pipeline_allows_is_refused_as_a_full_read_refuses_it(
+        prom_client, unique):
+    import pytest
+
+    from openanomaly.domain.errors import TooManySeries
+
+    name = unique("bound")
+    at = BASE + 2 * 3_600_000
+    write(prom_client, name, "a", BASE, at + 5 * STEP)
+    write(prom_client, name, "b", BASE, at)  # stops: only the older steps have it
+    cache = ContextCache()
+    wide = PipelineSpec(name="bound", query=name, context="1h")
+    span = wide.context_steps + wide.window_steps - 1
+    read_recent(wide, prom_client, at - span * STEP, at, cache, fetch)
+    narrow = wide.model_copy(update={"max_series": 1})
+    later = at + 5 * STEP
+    with pytest.raises(TooManySeries):
+        fetch(narrow, prom_client, later - span * STEP, later)
+    with pytest.raises(TooManySeries):
+        read_recent(narrow, prom_client, later - span * STEP, later, cache, fetch)

@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -60,6 +61,20 @@ def stop_with_parent() -> None:
 
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; True if it had to be killed."""
+    if process.poll() is not None:
+        return False
+    process.terminate()
+    try:
+        process.wait(timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return True
 
 
 class LocalPrometheus:
@@ -177,16 +192,9 @@ class LocalPrometheus:
 
     def _terminate(self, timeout: float) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("Prometheus (pid %d) ignored SIGTERM for %.0fs; killing it",
+        if process is not None and stop_process(process, timeout):
+            logger.warning("Prometheus (pid %d) ignored SIGTERM for %.0fs; killed it",
                            process.pid, timeout)
-            process.kill()
-            process.wait()
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; removes a temporary data folder."""

@@ -1,8 +1,9 @@
-"""Prometheus remote-write 1.0 wire format: build and snappy-compress a ``WriteRequest``.
+"""Prometheus remote-write 1.0 wire format: encode and snappy-compress a ``WriteRequest``.
 
-The message classes are built at import time from a descriptor in a private pool, so no
-generated ``_pb2`` module is needed and no other package's ``prometheus/types.proto`` can
-clash with ours in the default pool.
+The body is written field by field from arrays (a protobuf object per sample would cost
+more than the rest of a run). ``WriteRequest`` for reading bodies back is built at import
+time from a descriptor in a private pool, so no generated ``_pb2`` module is needed and no
+other package's ``prometheus/types.proto`` can clash with ours in the default pool.
 """
 
 from __future__ import annotations
@@ -58,9 +59,6 @@ def _message_class(name: str) -> type[Message]:
     return cls
 
 
-Label = _message_class("Label")
-Sample = _message_class("Sample")
-TimeSeries = _message_class("TimeSeries")
 WriteRequest = _message_class("WriteRequest")
 
 
@@ -70,6 +68,9 @@ def _sorted_by_time(one: Series) -> Series:
         return one
     order = np.argsort(one.timestamps_ms, kind="stable")
     return Series(one.labels, one.timestamps_ms[order], one.values[order])
+
+
+_SMALL = [bytes((value,)) for value in range(0x80)]
 
 
 def _varint(value: int) -> bytes:
@@ -85,8 +86,6 @@ def _varint(value: int) -> bytes:
             out.append(byte)
             return bytes(out)
 
-
-_SMALL = [bytes((value,)) for value in range(0x80)]
 
 
 def _field(tag: int, payload: bytes) -> bytes:
@@ -157,13 +156,10 @@ def encode_write_request(series: Sequence[Series]) -> bytes:
     samples, ends = _samples(np.concatenate([one.timestamps_ms for one in kept]),
                              np.concatenate([one.values for one in kept]))
     body = samples.tobytes()
-    parts = []
-    first = 0
-    for head, one in zip(heads, kept, strict=True):
-        last = first + one.values.size
-        begin = int(ends[first - 1]) if first else 0
-        parts.append(_field(0x0A, head + body[begin:int(ends[last - 1])]))
-        first = last
+    # Where each series' samples begin and end in ``body``.
+    bounds = np.concatenate([[0], ends])[np.cumsum([0] + [one.values.size for one in kept])]
+    parts = [_field(0x0A, head + body[int(begin):int(end)])
+             for head, begin, end in zip(heads, bounds[:-1], bounds[1:], strict=True)]
     return bytes(cramjam.snappy.compress_raw(b"".join(parts)))
 
 

@@ -24,6 +24,8 @@ from openanomaly.bootstrap import (
     demo_prometheus,
 )
 from openanomaly.config import AppConfig
+from openanomaly.domain.pipeline import PipelineSpec
+from openanomaly.domain.timeutil import align_down
 from openanomaly.entrypoints.benchmark.models import machine_info
 from openanomaly.entrypoints.progress import Progress
 from openanomaly.services import e2e_bench
@@ -47,15 +49,17 @@ class E2EOptions:
     context_cache: bool = True
     """Runs read only what is new since the previous run, as a live process does."""
 
+    def pipeline(self) -> PipelineSpec:
+        return e2e_bench.bench_pipeline(self.series, self.model, self.step_s, self.context_s)
+
 
 def run_e2e(options: E2EOptions, config: AppConfig | None, out: Path | None,
-            echo: Callable[[str], None], prometheus_binary: str | None = None) -> Cycle:
-    spec = e2e_bench.bench_pipeline(options.series, options.model, options.step_s,
-                                    options.context_s)
+            echo: Callable[[str], None], prometheus_binary: str = "prometheus") -> Cycle:
+    spec = options.pipeline()
     with contextlib.ExitStack() as stack:
         url = options.prometheus_url
         if url is None:
-            local = stack.enter_context(demo_prometheus(None, prometheus_binary or ""))
+            local = stack.enter_context(demo_prometheus(None, prometheus_binary))
             url = local.url
             echo(f"local Prometheus at {url}")
         tsdb = benchmark_tsdb(url)
@@ -71,7 +75,7 @@ def run_e2e(options: E2EOptions, config: AppConfig | None, out: Path | None,
              f"{time.perf_counter() - loaded:.1f} s")
         # Slots on the 5-minute grid, the last one just behind the clock.
         interval_ms = round(CYCLE_S * 1000)
-        last = int(time.time() * 1000) // interval_ms * interval_ms - interval_ms
+        last = align_down(int(time.time() * 1000), interval_ms) - interval_ms
         with Progress("load fleet", "series", total=options.series) as progress:
             cycle = e2e_bench.timed_load(tsdb, spec, options.series, options.runs, last,
                                          progress.update_to)

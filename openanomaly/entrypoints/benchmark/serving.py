@@ -24,7 +24,13 @@ from typing import Any
 import httpx
 import yaml
 
-from openanomaly.bootstrap import benchmark_engine, benchmark_model, remote_engine
+from openanomaly.bootstrap import (
+    benchmark_engine,
+    benchmark_model,
+    remote_engine,
+    stop_process,
+    stop_with_parent,
+)
 from openanomaly.config import AppConfig
 from openanomaly.entrypoints.benchmark.models import machine_info
 from openanomaly.services.model_speed import ClientsRow, SpeedRow, measure, measure_clients
@@ -97,15 +103,11 @@ def serving(options: ServingOptions, model_settings: dict[str, Any],
         process = subprocess.Popen(
             [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(config),
              "serve-model", "--port", "0"], stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ})
+            env={**os.environ}, preexec_fn=stop_with_parent)
     try:
         yield _wait_ready(process, log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, timeout=30)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], log_path: Path) -> str:
