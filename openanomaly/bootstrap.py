@@ -54,13 +54,14 @@ from openanomaly.ports import (
     PipelineStore,
     RunLog,
     Scheduler,
+    ShardStore,
     SlotLedger,
     Telemetry,
     TSDBClient,
     UserStore,
 )
 from openanomaly.services import backfill as backfill_service
-from openanomaly.services import run_status, runs, slot_workflow
+from openanomaly.services import run_status, runs, shard_workflow, slot_workflow
 from openanomaly.services.accounts import PasswordHasher
 from openanomaly.services.context_cache import ContextCache
 from openanomaly.services.runs import RunResult
@@ -313,23 +314,56 @@ def redis_ledger(config: AppConfig) -> SlotLedger:
     return RedisSlotLedger(redis_client(config.redis))
 
 
+def claim_ttl_ms(config: AppConfig) -> int:
+    return int((config.scheduler.task_time_limit + CLAIM_MARGIN_S) * 1000)
+
+
+def redis_shard_store(config: AppConfig) -> ShardStore:
+    from openanomaly.adapters.redis_connection import redis_client
+    from openanomaly.adapters.scheduler.shard_store import RedisShardStore
+
+    # A shard's data waits in Redis while its task is queued: as long as a missed slot
+    # is still caught up, and at least as long as the claim of the worker that read it.
+    scheduler = config.scheduler
+    ttl_ms = max(claim_ttl_ms(config), int(scheduler.catch_up_horizon * 1000))
+    return RedisShardStore(redis_client(config.redis), ttl_ms)
+
+
 @dataclass
 class Worker:
-    """A Celery worker process: the App's adapters plus the shared slot ledger."""
+    """A Celery worker process: the App's adapters plus the shared slot ledger and the
+    store that hands sharded slots' data between workers."""
 
     app: App
     ledger: SlotLedger
+    shards: ShardStore | None = None
+    """None: slots are never split (scheduler.shard_series is null)."""
 
     @property
     def claim_ttl_ms(self) -> int:
-        return int((self.app.config.scheduler.task_time_limit + CLAIM_MARGIN_S) * 1000)
+        return claim_ttl_ms(self.app.config)
 
-    def execute(self, delivery: slot_workflow.Delivery) -> dict[str, Any]:
+    def execute(self, delivery: slot_workflow.Delivery,
+                send_shard: shard_workflow.SendShard | None = None) -> dict[str, Any]:
+        series = self.app.config.scheduler.shard_series
+        sharding = (shard_workflow.Sharding(series, self.shards, send_shard)
+                    if series is not None and self.shards is not None
+                    and send_shard is not None else None)
         return slot_workflow.execute_slot(delivery, self.app.store, self.ledger, self.app.tsdb,
                                           self.app.engine, self.claim_ttl_ms,
                                           run_log=self.app.run_log,
                                           telemetry=self.app.telemetry,
-                                          contexts=self.app.contexts)
+                                          contexts=self.app.contexts, sharding=sharding)
+
+    def execute_shard(self, task: shard_workflow.ShardTask, task_id: str, retries: int,
+                      max_retries: int) -> dict[str, Any]:
+        if self.shards is None:
+            raise ConfigError("this worker splits no slots (scheduler.shard_series is null) "
+                              "but got a shard's task; give every worker the same config")
+        return shard_workflow.execute_shard(
+            task, task_id, retries, max_retries, self.app.store, self.ledger, self.shards,
+            self.app.tsdb, self.app.engine, self.claim_ttl_ms, run_log=self.app.run_log,
+            telemetry=self.app.telemetry)
 
     def dispatch(self, pipeline: str, send: slot_workflow.SendRun,
                  task_id: str = "") -> dict[str, Any]:
@@ -344,10 +378,12 @@ class Worker:
 def bootstrap_worker(
     config: AppConfig, *, tsdb: TSDBClient | None = None, engine: ModelEngine | None = None,
     store: ConfigStore | None = None, ledger: SlotLedger | None = None,
-    telemetry: PrometheusTelemetry | None = None,
+    telemetry: PrometheusTelemetry | None = None, shards: ShardStore | None = None,
 ) -> Worker:
     app = bootstrap(config, tsdb=tsdb, engine=engine, store=store, telemetry=telemetry)
-    return Worker(app, ledger if ledger is not None else redis_ledger(config))
+    if shards is None and config.scheduler.shard_series is not None:
+        shards = redis_shard_store(config)
+    return Worker(app, ledger if ledger is not None else redis_ledger(config), shards)
 
 
 def scheduler_readiness(config: AppConfig) -> Callable[[], None]:

@@ -80,6 +80,11 @@ class SchedulerSettings(_Section):
         default=300.0, gt=0,
         description="longest wait (seconds) before a failed run is retried"
     )
+    shard_series: int | None = Field(
+        default=5000, ge=1,
+        description="celery: a slot whose query returns more series than this is split "
+        "into tasks of about this many series, which all workers share; null: never split",
+    )
     visibility_timeout: float | None = Field(
         default=None, gt=0,
         description="celery: seconds before Redis hands an unacknowledged task to another "

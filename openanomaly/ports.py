@@ -12,6 +12,7 @@
 |               | the distributed schedule: adapters.scheduler.redbeat_leader)     |
 | SlotLedger    | adapters.scheduler.slot_ledger.RedisSlotLedger,                  |
 |               | adapters.scheduler.sqlite_ledger.SqliteSlotLedger (embedded)     |
+| ShardStore    | adapters.scheduler.shard_store.RedisShardStore (celery)          |
 | RunLog        | every store above (the YAML store keeps it in this process only) |
 | Telemetry     | adapters.telemetry.PrometheusTelemetry                           |
 """
@@ -19,13 +20,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.run_state import RunState
 from openanomaly.domain.series import Series
+from openanomaly.domain.shards import ShardData
 from openanomaly.domain.slots import SlotStatus
 from openanomaly.domain.store import ApiToken, Role, StoredPipeline, User
 
@@ -274,4 +276,33 @@ class SlotLedger(Protocol):
 
     def status(self, pipeline: str) -> SlotStatus:
         """Everything the ledger holds for ``pipeline``, for `openanomaly status`."""
+        ...
+
+
+class ShardStore(Protocol):
+    """The data of each shard of a sharded slot, handed from the worker that read the slot
+    to the workers that score its shards. ``pipeline`` is the slot's ledger key."""
+
+    def plan(self, pipeline: str, slot_ms: int, count: int) -> int:
+        """The slot's shard count: ``count``, unless the slot was split before, whose
+        count stands (a series must stay in the shard it was first given to)."""
+        ...
+
+    def put(self, pipeline: str, slot_ms: int, index: int, data: ShardData) -> None:
+        ...
+
+    def get(self, pipeline: str, slot_ms: int, index: int) -> ShardData | None:
+        """None once the data expired or its shard was scored."""
+        ...
+
+    def finish(self, pipeline: str, slot_ms: int, index: int,
+               summary: dict[str, Any]) -> None:
+        """Keep a scored shard's summary and drop its data."""
+        ...
+
+    def summaries(self, pipeline: str, slot_ms: int) -> dict[int, dict[str, Any]]:
+        ...
+
+    def forget(self, pipeline: str, slot_ms: int) -> None:
+        """Drop what is left of a completed slot."""
         ...

@@ -100,6 +100,12 @@ class TooManySeries(PipelineError):
     """The query returned more series than the pipeline's max_series."""
 
 
+class ShardDataMissing(PipelineError):
+    """A shard's data expired before a worker scored it (the queue was backed up for
+    longer than the shard store keeps it); the slot is read and split again once the
+    claim of the worker that read it expires."""
+
+
 class UnknownPipeline(PipelineError):
     """No pipeline of that name is configured."""
 

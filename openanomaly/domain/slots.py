@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from openanomaly.domain.pipeline import Mode, PipelineSpec
 from openanomaly.domain.schedule import Schedule
 from openanomaly.domain.timeutil import from_ms, to_ms
 
@@ -90,3 +91,9 @@ def plan_catch_up(
         slots.append(slot)
         slot = schedule.next_slot(slot)
     return CatchUp(slots, skipped)
+
+
+def ledger_key(spec: PipelineSpec, mode: Mode | None) -> str:
+    """The slot bookkeeping of a pipeline's runs: runs of another mode than the
+    pipeline's own keep their own."""
+    return spec.name if mode is None or mode == spec.mode else f"{spec.name}/{mode}"

@@ -37,6 +37,7 @@ from openanomaly.config import AppConfig, load_config
 from openanomaly.domain.errors import is_retryable
 from openanomaly.domain.pipeline import Mode
 from openanomaly.entrypoints.logging_setup import setup_logging
+from openanomaly.services.shard_workflow import ShardTask
 from openanomaly.services.slot_workflow import Delivery
 
 log = logging.getLogger(__name__)
@@ -192,9 +193,15 @@ def execute(task: Task, pipeline: str, at_ms: int, mode: Mode | None) -> dict[st
     delivery = Delivery(pipeline, int(at_ms), mode, str(task.request.id),
                         task.request.retries, task.max_retries or 0)
     try:
-        return runtime().execute(delivery)
+        return runtime().execute(delivery, _send_shard)
     except Exception as exc:
         retry_or_raise(task, exc)
+
+
+def _send_shard(shard: ShardTask) -> object:
+    return run_shard.apply_async(args=[
+        shard.pipeline, shard.at_ms, None if shard.mode is None else str(shard.mode),
+        shard.index, shard.count, shard.reader])
 
 
 _TASK_OPTIONS: dict[str, Any] = {
@@ -216,11 +223,23 @@ def _run_pipeline(self: Task, pipeline: str, at_ms: int) -> dict[str, Any]:
     return execute(self, pipeline, at_ms, None)
 
 
+def _run_shard(self: Task, pipeline: str, at_ms: int, mode: str | None, index: int,
+               count: int, reader: str) -> dict[str, Any]:
+    shard = ShardTask(pipeline, int(at_ms), None if mode is None else Mode(mode), int(index),
+                      int(count), reader)
+    try:
+        return runtime().execute_shard(shard, str(self.request.id), self.request.retries,
+                                       self.max_retries or 0)
+    except Exception as exc:
+        retry_or_raise(self, exc)
+
+
 # Registered by call, not decorator syntax: Celery's decorators are untyped.
 run_anomaly_check = app.task(name="openanomaly.run_anomaly_check", **_TASK_OPTIONS)(
     _run_anomaly_check)
 run_forecast = app.task(name="openanomaly.run_forecast", **_TASK_OPTIONS)(_run_forecast)
 run_pipeline = app.task(name="openanomaly.run_pipeline", **_TASK_OPTIONS)(_run_pipeline)
+run_shard = app.task(name="openanomaly.run_shard", **_TASK_OPTIONS)(_run_shard)
 
 
 def start_worker(config: AppConfig, concurrency: int | None, log_level: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from openanomaly.domain.errors import ModelError, TSDBError
 from openanomaly.domain.redaction import redact
@@ -13,6 +14,8 @@ from openanomaly.ports import RunLog, Telemetry
 from openanomaly.services.runs import RunResult
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _now_ms() -> int:
@@ -28,9 +31,21 @@ def recorded(run_log: RunLog | None, pipeline: str, slot_ms: int,
     The run's own error propagates unchanged; a store that cannot take the record only
     costs a warning, never the run that already wrote its outputs.
     """
+    result = failure_recorded(run_log, pipeline, slot_ms, run, clock, telemetry)
+    if telemetry is not None:
+        telemetry.observe_run(pipeline, result.status, result.seconds, result.stage_seconds,
+                              result.series, result.samples_written)
+    record_success(run_log, result, clock)
+    return result
+
+
+def failure_recorded(run_log: RunLog | None, pipeline: str, slot_ms: int,
+                     work: Callable[[], T], clock: Callable[[], int] = _now_ms,
+                     telemetry: Telemetry | None = None) -> T:
+    """``work()``; should it fail, the failure is recorded as ``recorded`` records it."""
     started = time.monotonic()
     try:
-        result = run()
+        return work()
     except Exception as exc:
         error = redact(f"{type(exc).__name__}: {exc}")
         _record(run_log, pipeline, lambda previous: after_failure(
@@ -39,13 +54,13 @@ def recorded(run_log: RunLog | None, pipeline: str, slot_ms: int,
             telemetry.observe_run(pipeline, "failed", time.monotonic() - started, {}, 0, 0)
             telemetry.observe_error(_component(exc), type(exc).__name__)
         raise
-    if telemetry is not None:
-        telemetry.observe_run(pipeline, result.status, result.seconds, result.stage_seconds,
-                              result.series, result.samples_written)
-    _record(run_log, pipeline, lambda previous: after_success(
-        previous, pipeline, slot_ms, clock(), result.seconds, result.series,
+
+
+def record_success(run_log: RunLog | None, result: RunResult,
+                   clock: Callable[[], int] = _now_ms) -> None:
+    _record(run_log, result.pipeline, lambda previous: after_success(
+        previous, result.pipeline, result.at_ms, clock(), result.seconds, result.series,
         result.anomalous_points, result.max_score, result.status))
-    return result
 
 
 def _component(error: BaseException) -> str:

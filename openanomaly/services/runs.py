@@ -33,6 +33,7 @@ from openanomaly.domain.output import (
 )
 from openanomaly.domain.pipeline import Mode, PipelineSpec
 from openanomaly.domain.series import Series, SeriesBatch, align
+from openanomaly.domain.shards import ShardData
 from openanomaly.domain.slots import latest_due
 from openanomaly.domain.stages import StageClock, part
 from openanomaly.domain.timeutil import align_down
@@ -221,73 +222,115 @@ def forecast_ahead(
     return out
 
 
-def run_pipeline(
-    spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine,
-    mode: Mode | None = None, contexts: ContextCache | None = None,
-) -> RunResult:
-    """Run ``spec`` for its slot at or before ``at`` (``slot_of``): check, forecast and
-    write its series in chunks of CHUNK_SERIES, each chunk's outputs in one remote-write
-    request where they fit. With ``contexts``, the query reads only the steps since the
-    previous run's (services/context_cache.py)."""
+@dataclass
+class SlotRead:
+    """A slot's series as read from the database, with their calibration history: what
+    the rest of a run needs (a shard of a sharded slot is one of these too)."""
+
+    spec: PipelineSpec
+    mode: Mode
+    batch: SeriesBatch
+    history: ScoreHistory | None
+    """Read once for all series when the check calibrates; None otherwise."""
+    clock: StageClock
+    result: RunResult
+    started: float
+    """time.perf_counter() when the run began."""
+
+
+def read_slot(
+    spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, mode: Mode | None = None,
+    contexts: ContextCache | None = None,
+) -> SlotRead:
+    """Read the slot at or before ``at`` (``slot_of``): its query over the context (and
+    check window), and the raw-score history the calibration compares with. With
+    ``contexts``, the query reads only the steps since the previous run's
+    (services/context_cache.py)."""
     started = time.perf_counter()
     mode = mode or spec.mode
     at = slot_of(spec, at_ms)
     clock = StageClock()
     result = RunResult(spec.name, at, stage_seconds=clock.stages, part_seconds=clock.parts)
-    stages = clock.stages
     check = mode in (Mode.anomaly, Mode.both)
-    ahead = mode in (Mode.forecast, Mode.both) and spec.output.write_future
     span = spec.context_steps + (spec.window_steps if check else 0) - 1
     with clock.stage("query"):
         first = at - span * spec.step_ms
         batch = (fetch(spec, tsdb, first, at) if contexts is None
                  else read_recent(spec, tsdb, first, at, contexts, fetch))
+    history = None
+    if batch.n_series and check and spec.scoring.calibration_window is not None:
+        end = batch.timestamps_ms.size - 1
+        window_start = int(batch.timestamps_ms[max(0, end - spec.window_steps + 1)])
+        with clock.stage("history"):
+            history = stored_history(spec, tsdb, labels_of(spec, batch), window_start)
+    return SlotRead(spec, mode, batch, history, clock, result, started)
+
+
+def shard_read(spec: PipelineSpec, slot_ms: int, mode: Mode | None,
+               data: ShardData) -> SlotRead:
+    """One shard of a slot another worker read, as that worker would have read it."""
+    clock = StageClock()
+    result = RunResult(spec.name, slot_ms, stage_seconds=clock.stages,
+                       part_seconds=clock.parts)
+    return SlotRead(spec, mode or spec.mode, data.batch, data.history, clock, result,
+                    time.perf_counter())
+
+
+def run_pipeline(
+    spec: PipelineSpec, at_ms: int, tsdb: TSDBClient, engine: ModelEngine,
+    mode: Mode | None = None, contexts: ContextCache | None = None,
+) -> RunResult:
+    """Run ``spec`` for its slot at or before ``at`` (``slot_of``): read it, then check,
+    forecast and write its series in chunks of CHUNK_SERIES, each chunk's outputs in one
+    remote-write request where they fit."""
+    return score_and_write(read_slot(spec, at_ms, tsdb, mode, contexts), tsdb, engine)
+
+
+def score_and_write(read: SlotRead, tsdb: TSDBClient, engine: ModelEngine) -> RunResult:
+    """The rest of a run after its read: check, forecast and write, chunk by chunk."""
+    spec, batch, clock, result = read.spec, read.batch, read.clock, read.result
+    stages = clock.stages
+    check = read.mode in (Mode.anomaly, Mode.both)
+    ahead = read.mode in (Mode.forecast, Mode.both) and spec.output.write_future
     result.series = batch.n_series
     if batch.n_series == 0:
         result.status = "no_data"
-        log.warning("query returned no series", extra={"pipeline": spec.name, "at": at,
+        log.warning("query returned no series", extra={"pipeline": spec.name,
+                                                       "at": result.at_ms,
                                                        "query": spec.query})
         return result
     end = batch.timestamps_ms.size - 1
     labels = labels_of(spec, batch)
     timed = _TimedEngine(engine, clock)
     checking = time.perf_counter()
-    stored: list[ScoreHistory] = []
-    window_start = int(batch.timestamps_ms[max(0, end - spec.window_steps + 1)])
-
-    def history(rows: slice) -> ScoreHistory:
-        # Read back once for all series, then each chunk takes its rows.
-        if not stored:
-            with clock.stage("history"):
-                stored.append(stored_history(spec, tsdb, labels, window_start))
-        return _rows_of(stored[0], rows)
+    history = read.history
 
     for rows in _chunks(batch.n_series):
         chunk = SeriesBatch(batch.labels[rows], batch.timestamps_ms, batch.values[rows])
         outputs: list[Series] = []
         if check:
-            checked = check_slots(spec, timed, chunk, [end], labels[rows],
-                                  history=partial(_ignoring_raw, history, rows))
+            checked = check_slots(
+                spec, timed, chunk, [end], labels[rows],
+                history=None if history is None else partial(_fixed, _rows_of(history, rows)))
             outputs += checked.series
             _add_chunk(result, checked, chunk, spec)
         if ahead:
             outputs += forecast_ahead(spec, timed, chunk, end, labels[rows])
         with clock.stage("write"):
             write(spec, tsdb, outputs, result)
-    # Scoring: the check and the output building, without the model, the read-back and
-    # the writes.
+    # Scoring: the check and the output building, without the model and the writes.
     stages["scoring"] = max(0.0, time.perf_counter() - checking - sum(
-        stages.get(name, 0.0) for name in ("inference", "history", "write")))
+        stages.get(name, 0.0) for name in ("inference", "write")))
     if result.status == "ok" and result.stale == result.series:
         result.status = "stale"
     elif result.status == "ok" and (result.skipped or result.stale):
         result.status = "partial"
-    result.seconds = round(time.perf_counter() - started, 3)
+    result.seconds = round(time.perf_counter() - read.started, 3)
     log.info("run finished", extra={
-        "pipeline": spec.name, "at": at, "mode": str(mode), "status": result.status,
-        "series": result.series, "skipped": result.skipped, "stale": result.stale,
-        "anomalous_points": result.anomalous_points, "samples": result.samples_written,
-        "seconds": result.seconds})
+        "pipeline": spec.name, "at": result.at_ms, "mode": str(read.mode),
+        "status": result.status, "series": result.series, "skipped": result.skipped,
+        "stale": result.stale, "anomalous_points": result.anomalous_points,
+        "samples": result.samples_written, "seconds": result.seconds})
     return result
 
 
@@ -377,9 +420,8 @@ def _chunks(n: int, size: int | None = None) -> list[slice]:
     return [slice(first, min(first + size, n)) for first in range(0, n, size)]
 
 
-def _ignoring_raw(history: Callable[[slice], ScoreHistory], rows: slice,
-                 _raw: object) -> ScoreHistory:
-    return history(rows)
+def _fixed(history: ScoreHistory, _raw: object) -> ScoreHistory:
+    return history
 
 
 def _rows_of(history: ScoreHistory, rows: slice) -> ScoreHistory:

@@ -24,9 +24,9 @@ from typing import Any
 
 from openanomaly.domain.errors import UnknownPipeline, is_retryable
 from openanomaly.domain.pipeline import Mode, PipelineSpec
-from openanomaly.domain.slots import CatchUp, plan_catch_up
+from openanomaly.domain.slots import CatchUp, ledger_key, plan_catch_up
 from openanomaly.ports import ConfigStore, ModelEngine, RunLog, SlotLedger, Telemetry, TSDBClient
-from openanomaly.services import run_status, runs
+from openanomaly.services import run_status, runs, shard_workflow
 from openanomaly.services.context_cache import ContextCache
 
 log = logging.getLogger(__name__)
@@ -50,21 +50,19 @@ class Delivery:
     max_retries: int = 0
 
 
-def ledger_key(spec: PipelineSpec, mode: Mode | None) -> str:
-    """Runs of another mode than the pipeline's own keep their own bookkeeping."""
-    return spec.name if mode is None or mode == spec.mode else f"{spec.name}/{mode}"
-
-
 def execute_slot(
     delivery: Delivery, store: ConfigStore, ledger: SlotLedger, tsdb: TSDBClient,
     engine: ModelEngine, claim_ttl_ms: int, clock: Callable[[], int] = _now_ms,
     run_log: RunLog | None = None, telemetry: Telemetry | None = None,
-    contexts: ContextCache | None = None,
+    contexts: ContextCache | None = None, sharding: shard_workflow.Sharding | None = None,
 ) -> dict[str, Any]:
-    """Run one slot of one pipeline unless it is done, claimed elsewhere or unknown.
+    """Run one slot of one pipeline unless it is done, claimed elsewhere or unknown. With
+    ``sharding``, a slot of more series than it allows is read here and its shards queued
+    (services/shard_workflow.py).
 
-    Returns a JSON-able summary (``status``: the run's own status, ``skipped`` or
-    ``dropped``); re-raises the run's error after recording it in the ledger.
+    Returns a JSON-able summary (``status``: the run's own status, ``skipped``,
+    ``dropped`` or ``sharded``); re-raises the run's error after recording it in the
+    ledger.
     """
     try:
         spec = store.get_pipeline(delivery.pipeline)
@@ -94,14 +92,28 @@ def execute_slot(
     if telemetry is not None and delivery.retries == 0:
         # Retries start late by their backoff, not by the queue.
         telemetry.observe_lag(spec.name, lag_ms / 1000)
-    completed = False
+    completed = handed_out = False
+    # Runs of another mode (a backfill through the queue) are not the pipeline's status.
+    own_mode = delivery.mode is None or delivery.mode == spec.mode
+    status_log = run_log if own_mode else None
     try:
-        # Runs of another mode (a backfill through the queue) are not the pipeline's status.
-        own_mode = delivery.mode is None or delivery.mode == spec.mode
-        result = run_status.recorded(
-            run_log if own_mode else None, spec.name, slot,
-            lambda: runs.run_pipeline(spec, slot, tsdb, engine, delivery.mode, contexts), clock,
-            telemetry)
+        if sharding is None:
+            def run() -> runs.RunResult:
+                return runs.run_pipeline(spec, slot, tsdb, engine, delivery.mode, contexts)
+        else:
+            read = run_status.failure_recorded(
+                status_log, spec.name, slot,
+                lambda: runs.read_slot(spec, slot, tsdb, delivery.mode, contexts), clock,
+                telemetry)
+            if read.batch.n_series > sharding.series:
+                # The claim stays until the last shard completes the slot (or expires).
+                handed_out = True
+                return shard_workflow.hand_out(read, key, delivery.task_id, delivery.mode,
+                                               ledger, sharding, status_log)
+
+            def run() -> runs.RunResult:
+                return runs.score_and_write(read, tsdb, engine)
+        result = run_status.recorded(status_log, spec.name, slot, run, clock, telemetry)
         ledger.complete(key, slot, delivery.task_id)
         completed = True
     except Exception as exc:
@@ -113,7 +125,7 @@ def execute_slot(
                    "retries": delivery.retries, "max_retries": delivery.max_retries})
         raise
     finally:
-        if not completed:
+        if not completed and not handed_out:
             ledger.release(key, slot, delivery.task_id)
     output = asdict(result)
     if isinstance(output["max_score"], float) and math.isnan(output["max_score"]):

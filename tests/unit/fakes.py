@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from openanomaly.adapters.scheduler.shard_store import decode as decode_shard
+from openanomaly.adapters.scheduler.shard_store import encode as encode_shard
 from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.errors import DuplicateSamples
 from openanomaly.domain.series import Series
+from openanomaly.domain.shards import ShardData
 from openanomaly.domain.slots import SlotStatus
 
 
@@ -187,3 +191,31 @@ class FakeLedger:
         return SlotStatus(pipeline, self.last_completed(pipeline),
                           len(self.done_slots.get(pipeline, ())), self.last_error(pipeline),
                           self.skipped(pipeline), running)
+
+
+class FakeShardStore:
+    """The ShardStore port in memory; shard data goes through the Redis adapter's codec,
+    so what a shard task gets back is what Redis would give it."""
+
+    def __init__(self) -> None:
+        self.plans: dict[tuple[str, int], int] = {}
+        self.data: dict[tuple[str, int, int], bytes] = {}
+        self.results: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+
+    def plan(self, pipeline: str, slot_ms: int, count: int) -> int:
+        return self.plans.setdefault((pipeline, slot_ms), count)
+
+    def put(self, pipeline: str, slot_ms: int, index: int, data: ShardData) -> None:
+        self.data[pipeline, slot_ms, index] = encode_shard(data)
+
+    def get(self, pipeline: str, slot_ms: int, index: int) -> ShardData | None:
+        raw = self.data.get((pipeline, slot_ms, index))
+        return None if raw is None else decode_shard(raw)
+
+    def finish(self, pipeline: str, slot_ms: int, index: int,
+               summary: dict[str, Any]) -> None:
+        self.results.setdefault((pipeline, slot_ms), {})[index] = summary
+        self.data.pop((pipeline, slot_ms, index), None)
+
+    def summaries(self, pipeline: str, slot_ms: int) -> dict[int, dict[str, Any]]:
+        return dict(self.results.get((pipeline, slot_ms), {}))

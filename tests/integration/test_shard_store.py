@@ -1,0 +1,58 @@
+"""The ShardStore contract against a real redis-server, two handles as two workers hold."""
+
+import uuid
+
+import numpy as np
+import pytest
+
+from openanomaly.adapters.scheduler.shard_store import RedisShardStore
+from openanomaly.domain.series import SeriesBatch
+from openanomaly.domain.shards import shard_data
+from tests.redis_server import redis_server  # noqa: F401  (fixture)
+
+TTL_MS = 120_000
+SLOT = 1_700_000_000_000
+
+
+@pytest.fixture
+def stores(redis_server):  # noqa: F811
+    clients = [redis_server.client(), redis_server.client()]
+    yield [RedisShardStore(client, TTL_MS) for client in clients]
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def pipeline():
+    return f"p-{uuid.uuid4().hex[:8]}"
+
+
+def batch(n: int) -> SeriesBatch:
+    values = np.arange(n * 4, dtype=float).reshape(n, 4)
+    return SeriesBatch([{"i": str(k)} for k in range(n)],
+                       np.arange(4, dtype=np.int64) * 60_000, values)
+
+
+def test_the_first_plan_stands(stores, pipeline):
+    reader, again = stores
+    assert reader.plan(pipeline, SLOT, 3) == 3
+    assert again.plan(pipeline, SLOT, 5) == 3, "a second read keeps the first split"
+    assert again.plan(pipeline, SLOT + 60_000, 5) == 5, "another slot splits afresh"
+
+
+def test_a_shard_goes_from_one_worker_to_another_and_is_dropped_once_scored(
+        stores, pipeline, redis_server):  # noqa: F811
+    reader, scorer = stores
+    rows = np.array([1, 3])
+    reader.put(pipeline, SLOT, 0, shard_data(batch(4), None, rows))
+    got = scorer.get(pipeline, SLOT, 0)
+    assert got is not None and got.batch.labels == [{"i": "1"}, {"i": "3"}]
+    np.testing.assert_array_equal(got.batch.values, batch(4).values[rows])
+    assert scorer.get(pipeline, SLOT, 1) is None
+    client = scorer.client
+    data_key = f"openanomaly:shards:{pipeline}:{SLOT}:data:0"
+    assert 0 < client.pttl(data_key) <= TTL_MS, "data never outlives the store's TTL"
+    scorer.finish(pipeline, SLOT, 0, {"series": 2, "status": "ok"})
+    assert scorer.get(pipeline, SLOT, 0) is None
+    assert reader.summaries(pipeline, SLOT) == {0: {"series": 2, "status": "ok"}}
+    assert 0 < client.pttl(f"openanomaly:shards:{pipeline}:{SLOT}:results") <= TTL_MS
