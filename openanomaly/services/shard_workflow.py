@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -96,7 +97,9 @@ def hand_out(read: runs.SlotRead, key: str, task_id: str, mode: Mode | None,
     complete_if_all_done(spec.name, key, slot, count, task_id, ledger, sharding.store,
                          run_log)
     return {"status": "sharded", "pipeline": spec.name, "at_ms": slot,
-            "series": batch.n_series, "shards": count, "queued": queued}
+            "series": batch.n_series, "shards": count, "queued": queued,
+            "seconds": round(time.perf_counter() - read.started, 3),
+            "stage_seconds": dict(read.clock.stages), "part_seconds": dict(read.clock.parts)}
 
 
 def execute_shard(
