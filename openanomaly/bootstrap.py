@@ -49,6 +49,7 @@ from openanomaly.domain.errors import ConfigError, MissingExtra
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.ports import (
     ConfigStore,
+    ContextStore,
     ModelEngine,
     ModelTelemetry,
     PipelineStore,
@@ -318,15 +319,24 @@ def claim_ttl_ms(config: AppConfig) -> int:
     return int((config.scheduler.task_time_limit + CLAIM_MARGIN_S) * 1000)
 
 
+def _handover_ttl_ms(config: AppConfig) -> int:
+    # What workers hand each other in Redis stays as long as a missed slot is still
+    # caught up, and at least as long as the claim of the worker that read it.
+    return max(claim_ttl_ms(config), int(config.scheduler.catch_up_horizon * 1000))
+
+
 def redis_shard_store(config: AppConfig) -> ShardStore:
     from openanomaly.adapters.redis_connection import redis_client
     from openanomaly.adapters.scheduler.shard_store import RedisShardStore
 
-    # A shard's data waits in Redis while its task is queued: as long as a missed slot
-    # is still caught up, and at least as long as the claim of the worker that read it.
-    scheduler = config.scheduler
-    ttl_ms = max(claim_ttl_ms(config), int(scheduler.catch_up_horizon * 1000))
-    return RedisShardStore(redis_client(config.redis), ttl_ms)
+    return RedisShardStore(redis_client(config.redis), _handover_ttl_ms(config))
+
+
+def redis_context_store(config: AppConfig) -> ContextStore:
+    from openanomaly.adapters.redis_connection import redis_client
+    from openanomaly.adapters.scheduler.context_store import RedisContextStore
+
+    return RedisContextStore(redis_client(config.redis), _handover_ttl_ms(config))
 
 
 @dataclass
@@ -381,6 +391,8 @@ def bootstrap_worker(
     telemetry: PrometheusTelemetry | None = None, shards: ShardStore | None = None,
 ) -> Worker:
     app = bootstrap(config, tsdb=tsdb, engine=engine, store=store, telemetry=telemetry)
+    if config.scheduler.share_contexts:
+        app.contexts = ContextCache(shared=redis_context_store(config))
     if shards is None and config.scheduler.shard_series is not None:
         shards = redis_shard_store(config)
     return Worker(app, ledger if ledger is not None else redis_ledger(config), shards)

@@ -85,6 +85,11 @@ class SchedulerSettings(_Section):
         description="celery: a slot whose query returns more series than this is split "
         "into tasks of about this many series, which all workers share; null: never split",
     )
+    share_contexts: bool = Field(
+        default=True,
+        description="celery: workers keep each pipeline's latest context in Redis (8 bytes "
+        "per point), so whichever worker runs its next slot reads only the new steps",
+    )
     visibility_timeout: float | None = Field(
         default=None, gt=0,
         description="celery: seconds before Redis hands an unacknowledged task to another "

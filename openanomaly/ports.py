@@ -13,6 +13,7 @@
 | SlotLedger    | adapters.scheduler.slot_ledger.RedisSlotLedger,                  |
 |               | adapters.scheduler.sqlite_ledger.SqliteSlotLedger (embedded)     |
 | ShardStore    | adapters.scheduler.shard_store.RedisShardStore (celery)          |
+| ContextStore  | adapters.scheduler.context_store.RedisContextStore (celery)      |
 | RunLog        | every store above (the YAML store keeps it in this process only) |
 | Telemetry     | adapters.telemetry.PrometheusTelemetry                           |
 """
@@ -26,7 +27,7 @@ from openanomaly.domain.detection import StoredScoreStats
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.run_state import RunState
-from openanomaly.domain.series import Series
+from openanomaly.domain.series import Series, SeriesBatch
 from openanomaly.domain.shards import ShardData
 from openanomaly.domain.slots import SlotStatus
 from openanomaly.domain.store import ApiToken, Role, StoredPipeline, User
@@ -305,4 +306,20 @@ class ShardStore(Protocol):
 
     def forget(self, pipeline: str, slot_ms: int) -> None:
         """Drop what is left of a completed slot."""
+        ...
+
+
+class ContextStore(Protocol):
+    """Each pipeline's latest context, shared by the processes that run it, so that any
+    of them reads only the steps since (services/context_cache.py)."""
+
+    def latest(self, pipeline: str) -> int | None:
+        """The last timestamp of the stored context; None when there is none."""
+        ...
+
+    def get(self, pipeline: str, query: str, step_ms: int) -> SeriesBatch | None:
+        """The stored context, if it was read for this query and step."""
+        ...
+
+    def put(self, pipeline: str, query: str, step_ms: int, batch: SeriesBatch) -> None:
         ...

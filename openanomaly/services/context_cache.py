@@ -15,6 +15,7 @@ pipeline's max_series) means a full read.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,7 +26,9 @@ import numpy as np
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.series import SeriesBatch, grid
 from openanomaly.domain.stages import part
-from openanomaly.ports import TSDBClient
+from openanomaly.ports import ContextStore, TSDBClient
+
+log = logging.getLogger(__name__)
 
 # Steps read again at every run on top of the pipeline's delay: samples that arrive this
 # late still count.
@@ -49,10 +52,14 @@ class _Entry:
 
 class ContextCache:
     """The latest batch of each pipeline, in this process, within ``max_bytes`` (the
-    pipelines used longest ago are dropped first)."""
+    pipelines used longest ago are dropped first). With ``shared`` (Celery workers), each
+    batch is also stored there, and a process whose own batch is older than the shared
+    one (another worker ran the pipeline since) takes the shared one."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES,
+                 shared: ContextStore | None = None) -> None:
         self.max_bytes = max_bytes
+        self.shared = shared
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -61,12 +68,37 @@ class ContextCache:
     def get(self, spec: PipelineSpec) -> SeriesBatch | None:
         with self._lock:
             entry = self._entries.get(spec.name)
-            if entry is None or entry.query != spec.query or entry.step_ms != spec.step_ms:
-                return None
-            self._entries.move_to_end(spec.name)
-            return entry.batch
+            if entry is not None and (entry.query != spec.query
+                                      or entry.step_ms != spec.step_ms):
+                entry = None
+            if entry is not None:
+                self._entries.move_to_end(spec.name)
+        own = None if entry is None else entry.batch
+        if self.shared is None:
+            return own
+        own_end = int(own.timestamps_ms[-1]) if own is not None and own.timestamps_ms.size \
+            else None
+        try:
+            newest = self.shared.latest(spec.name)
+            if newest is None or (own_end is not None and own_end >= newest):
+                return own
+            stored = self.shared.get(spec.name, spec.query, spec.step_ms)
+        except Exception as exc:  # the store is only a shortcut: read without it
+            log.warning("shared context store failed; using this process' own",
+                        extra={"pipeline": spec.name, "error": str(exc)})
+            return own
+        return stored if stored is not None else own
 
     def put(self, spec: PipelineSpec, batch: SeriesBatch) -> None:
+        if self.shared is not None:
+            try:
+                self.shared.put(spec.name, spec.query, spec.step_ms, batch)
+            except Exception as exc:
+                log.warning("could not share the context; other workers read it in full",
+                            extra={"pipeline": spec.name, "error": str(exc)})
+        self._keep(spec, batch)
+
+    def _keep(self, spec: PipelineSpec, batch: SeriesBatch) -> None:
         entry = _Entry(spec.query, spec.step_ms, batch)
         with self._lock:
             self._entries.pop(spec.name, None)
