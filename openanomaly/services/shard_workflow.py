@@ -76,6 +76,7 @@ def hand_out(read: runs.SlotRead, key: str, task_id: str, mode: Mode | None,
     """Split a slot that was read into shards, store each shard not done yet and queue
     its task. Returns the JSON-able summary of the slot's task."""
     spec, batch, slot = read.spec, read.batch, read.result.at_ms
+    runs.labels_of(spec, batch)  # refuses colliding output series across all shards
     count = sharding.store.plan(key, slot, shard_count(batch.n_series, sharding.series))
     rows_of = partition(batch.labels, count)
     # Empty shards are done before any task is queued: the last shard to finish must

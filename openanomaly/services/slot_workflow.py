@@ -106,10 +106,11 @@ def execute_slot(
                 lambda: runs.read_slot(spec, slot, tsdb, delivery.mode, contexts), clock,
                 telemetry)
             if read.batch.n_series > sharding.series:
+                summary = shard_workflow.hand_out(read, key, delivery.task_id, delivery.mode,
+                                                  ledger, sharding, status_log)
                 # The claim stays until the last shard completes the slot (or expires).
                 handed_out = True
-                return shard_workflow.hand_out(read, key, delivery.task_id, delivery.mode,
-                                               ledger, sharding, status_log)
+                return summary
 
             def run() -> runs.RunResult:
                 return runs.score_and_write(read, tsdb, engine)

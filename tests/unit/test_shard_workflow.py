@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from openanomaly.adapters.config.yaml_store import YamlConfigStore
-from openanomaly.domain.errors import ShardDataMissing
+from openanomaly.domain.errors import PipelineError, ShardDataMissing
 from openanomaly.domain.shards import shard_key
 from openanomaly.services.runs import run_pipeline
 from openanomaly.services.shard_workflow import Sharding, ShardTask, execute_shard
@@ -154,3 +154,14 @@ def test_a_calibrated_pipeline_hands_each_shard_its_history():
     for key in want:
         np.testing.assert_allclose(list(got[key].values()), list(want[key].values()),
                                    err_msg=str(key))
+
+
+def test_colliding_series_in_different_shards_are_refused_before_any_shard_is_queued():
+    world = World()
+    # Both become exported_pipeline="x" beside the pipeline's own label.
+    world.tsdb.source += [periodic({"pipeline": "x"}), periodic({"exported_pipeline": "x"})]
+    with pytest.raises(PipelineError, match="same output labels"):
+        world.slot()
+    assert world.queued == [] and world.shards.data == {}
+    assert world.ledger.claimed_by("p", AT) is None, "the failed slot frees its claim"
+    assert world.ledger.last_error("p")["kind"] == "PipelineError"
