@@ -157,7 +157,8 @@ def test_a_calibrated_pipeline_hands_each_shard_its_history():
 
 
 def test_colliding_series_in_different_shards_are_refused_before_any_shard_is_queued():
-    world = World()
+    # No calibration: no read-back checks the labels first.
+    world = World(scoring={"calibration_window": None, "suppression_window": None})
     # Both become exported_pipeline="x" beside the pipeline's own label.
     world.tsdb.source += [periodic({"pipeline": "x"}), periodic({"exported_pipeline": "x"})]
     with pytest.raises(PipelineError, match="same output labels"):
