@@ -15,8 +15,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import redis
-from celery import Celery
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
 from openanomaly.adapters.models.settings import SeasonalNaiveSettings
@@ -25,7 +23,7 @@ from openanomaly.adapters.tsdb.prometheus import PrometheusAdapter
 from openanomaly.config import load_config
 from openanomaly.domain.series import Series
 from openanomaly.services.runs import run_pipeline
-from tests.e2e.test_cli import recent_history, write_config
+from tests.e2e.test_cli import recent_history
 from tests.e2e.test_worker_failures import (
     BACKOFF_MAX_S,
     HARD_LIMIT_S,
@@ -33,9 +31,9 @@ from tests.e2e.test_worker_failures import (
     SOFT_LIMIT_S,
     VISIBILITY_S,
     RecordingTSDB,
-    Worker,
     alive,
     wait_for,
+    worker_pair,
 )
 from tests.processes import stored_samples
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
@@ -65,25 +63,12 @@ def fleet(request, tmp_path, prometheus, prom_client, unique,
     series = [Series.of({**base.labels, "instance": f"node-{n}"}, base.timestamps_ms,
                         base.values * (1 + n / 10) + n) for n in range(SERIES)]
     prom_client.write(series)
-    database = 1 + sum(map(ord, request.node.name)) % 15
-    url = f"{redis_server.url.rsplit('/', 1)[0]}/{database}"
-    broker = redis.Redis.from_url(url)
-    broker.flushdb()
-    config = write_config(tmp_path, sharded_config(prometheus.url, metric, url))
-    workers = [Worker(config, tmp_path / f"worker-{n}.log") for n in (1, 2)]
-    client = Celery("openanomaly-test", broker=url, backend=url)
-    try:
-        for worker in workers:
-            wait_for(lambda w=worker: " ready." in w.text(), 90, "worker start", workers)
-        last = int(base.timestamps_ms[-1])
+    last = int(base.timestamps_ms[-1])
+    with worker_pair(request, tmp_path, redis_server,
+                     lambda url: sharded_config(prometheus.url, metric, url)) as (
+            config, workers, client, broker):
         yield (metric, config, [last - 60_000, last - 30_000], workers, client, broker,
                prometheus.url)
-    finally:
-        for worker in workers:
-            worker.close()
-        client.close()
-        broker.flushdb()
-        broker.close()
 
 
 def clean_runs(config_path, slots) -> dict:

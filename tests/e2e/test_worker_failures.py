@@ -174,32 +174,43 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str,
     return time.monotonic()
 
 
-@pytest.fixture
-def setup(request, tmp_path, prometheus, prom_client, unique,
-          redis_server) -> Iterator[Setup]:  # noqa: F811
-    metric = unique("e2e_kill")
-    history = recent_history(metric)
-    prom_client.write([history])
-    # A database of its own: nothing queued or unacknowledged by other tests reaches these
-    # workers, and their redelivery sweeps touch nothing else.
+@contextlib.contextmanager
+def worker_pair(request, tmp_path: Path, redis_server,  # noqa: F811
+                config_text: Callable[[str], str]) -> Iterator[tuple[Path, list[Worker],
+                                                                      Celery, redis.Redis]]:
+    """Two workers on a Redis database of the test's own (nothing queued or unacknowledged
+    by other tests reaches them, and their redelivery sweeps touch nothing else), with the
+    configuration ``config_text(redis_url)``; a Celery client and a Redis handle on it."""
     database = 1 + sum(map(ord, request.node.name)) % 15
     url = f"{redis_server.url.rsplit('/', 1)[0]}/{database}"
     broker = redis.Redis.from_url(url)
     broker.flushdb()
-    config = write_config(tmp_path, slow_config(prometheus.url, metric, url))
+    config = write_config(tmp_path, config_text(url))
     workers = [Worker(config, tmp_path / f"worker-{n}.log") for n in (1, 2)]
     client = Celery("openanomaly-test", broker=url, backend=url)
     try:
         for worker in workers:
             wait_for(lambda w=worker: " ready." in w.text(), 90, "worker start", workers)
-        yield Setup(metric, config, int(history.timestamps_ms[-1]) - 60_000, workers, client,
-                    RedisSlotLedger(broker), broker, prometheus.url)
+        yield config, workers, client, broker
     finally:
         for worker in workers:
             worker.close()
         client.close()
         broker.flushdb()
         broker.close()
+
+
+@pytest.fixture
+def setup(request, tmp_path, prometheus, prom_client, unique,
+          redis_server) -> Iterator[Setup]:  # noqa: F811
+    metric = unique("e2e_kill")
+    history = recent_history(metric)
+    prom_client.write([history])
+    with worker_pair(request, tmp_path, redis_server,
+                     lambda url: slow_config(prometheus.url, metric, url)) as (
+            config, workers, client, broker):
+        yield Setup(metric, config, int(history.timestamps_ms[-1]) - 60_000, workers, client,
+                    RedisSlotLedger(broker), broker, prometheus.url)
 
 
 def start_slow_run(s: Setup) -> tuple[str, Worker]:
