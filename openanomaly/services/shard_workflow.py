@@ -71,10 +71,11 @@ class Sharding:
 
 
 def hand_out(read: runs.SlotRead, key: str, task_id: str, mode: Mode | None,
-             ledger: SlotLedger, sharding: Sharding,
-             run_log: RunLog | None = None) -> dict[str, Any]:
+             ledger: SlotLedger, sharding: Sharding, run_log: RunLog | None = None,
+             telemetry: Telemetry | None = None) -> dict[str, Any]:
     """Split a slot that was read into shards, store each shard not done yet and queue
-    its task. Returns the JSON-able summary of the slot's task."""
+    its task. Returns the JSON-able summary of the slot's task; ``telemetry`` counts it
+    as a run of outcome ``sharded`` with the read's stages and series."""
     spec, batch, slot = read.spec, read.batch, read.result.at_ms
     runs.labels_of(spec, batch)  # refuses colliding output series across all shards
     count = sharding.store.plan(key, slot, shard_count(batch.n_series, sharding.series))
@@ -97,9 +98,12 @@ def hand_out(read: runs.SlotRead, key: str, task_id: str, mode: Mode | None,
     # A slot read again after all its shards finished (its completion was lost) ends here.
     complete_if_all_done(spec.name, key, slot, count, task_id, ledger, sharding.store,
                          run_log)
+    seconds = round(time.perf_counter() - read.started, 3)
+    if telemetry is not None:
+        telemetry.observe_run(spec.name, "sharded", seconds, read.clock.stages,
+                              batch.n_series, 0)
     return {"status": "sharded", "pipeline": spec.name, "at_ms": slot,
-            "series": batch.n_series, "shards": count, "queued": queued,
-            "seconds": round(time.perf_counter() - read.started, 3),
+            "series": batch.n_series, "shards": count, "queued": queued, "seconds": seconds,
             "stage_seconds": dict(read.clock.stages), "part_seconds": dict(read.clock.parts)}
 
 
@@ -141,11 +145,14 @@ def execute_shard(
                 f"expired before a worker ran it; the slot is read again once its claim "
                 f"expires. Add workers or raise scheduler.shard_series if this repeats")
         read = runs.shard_read(spec, slot, task.mode, data)
-        # A shard is not the pipeline's run: its figures are counted, its status is the
-        # slot's, recorded when the last shard finishes.
-        result = run_status.recorded(None, spec.name, slot,
-                                     lambda: runs.score_and_write(read, tsdb, engine),
-                                     telemetry=telemetry)
+        # A shard is not the pipeline's run: its status is the slot's, recorded when the
+        # last shard finishes. It counts as a run that read no series from the database.
+        result = run_status.failure_recorded(
+            None, spec.name, slot, lambda: runs.score_and_write(read, tsdb, engine),
+            telemetry=telemetry)
+        if telemetry is not None:
+            telemetry.observe_run(spec.name, result.status, result.seconds,
+                                  result.stage_seconds, 0, result.samples_written)
         ledger.complete(own, slot, task_id)
         completed = True
     except Exception as exc:

@@ -107,7 +107,7 @@ def execute_slot(
                 telemetry)
             if read.batch.n_series > sharding.series:
                 summary = shard_workflow.hand_out(read, key, delivery.task_id, delivery.mode,
-                                                  ledger, sharding, status_log)
+                                                  ledger, sharding, status_log, telemetry)
                 # The claim stays until the last shard completes the slot (or expires).
                 handed_out = True
                 return summary

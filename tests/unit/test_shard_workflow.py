@@ -34,6 +34,23 @@ class CountingTSDB(FakeTSDB):
                 self.times_written[labels, ts] = self.times_written.get((labels, ts), 0) + 1
 
 
+class RecordingTelemetry:
+    def __init__(self):
+        self.runs: list[tuple] = []
+
+    def observe_run(self, pipeline, outcome, seconds, stage_seconds, series, samples_written):
+        self.runs.append((outcome, dict(stage_seconds), series, samples_written))
+
+    def observe_error(self, component, kind):
+        pass
+
+    def observe_lag(self, pipeline, seconds):
+        pass
+
+    def observe_slots(self, pipeline, caught_up, missed):
+        pass
+
+
 class World:
     def __init__(self, series=SERIES, **fields):
         self.spec = spec(mode="both", **fields)
@@ -44,16 +61,17 @@ class World:
                                   for n in range(series)])
         self.queued: list[ShardTask] = []
         self.sharding = Sharding(4, self.shards, self.queued.append)
+        self.telemetry = RecordingTelemetry()
 
     def slot(self, task_id="slot-task", at=AT):
         return execute_slot(Delivery("p", at, None, task_id), self.store, self.ledger,
                             self.tsdb, ENGINE, TTL, run_log=self.store,
-                            sharding=self.sharding)
+                            telemetry=self.telemetry, sharding=self.sharding)
 
     def shard(self, task, task_id=None, retries=0):
         return execute_shard(task, task_id or f"shard-{task.index}", retries, 5, self.store,
                              self.ledger, self.shards, self.tsdb, ENGINE, TTL,
-                             run_log=self.store)
+                             run_log=self.store, telemetry=self.telemetry)
 
 
 def outputs(tsdb):
@@ -83,6 +101,12 @@ def test_a_large_slot_is_split_and_its_shards_write_what_one_run_writes():
     # The slot's status sums its shards.
     state = world.store.run_state("p")
     assert state is not None and state.series == SERIES and state.slot_ms == AT
+    # The self-metrics count the read once (its series and stages) and each shard's work.
+    read, *scored = world.telemetry.runs
+    assert read[0] == "sharded" and read[2] == SERIES and "query" in read[1]
+    assert [run[0] for run in scored] == ["ok"] * len(world.queued)
+    assert all(run[2] == 0 and "inference" in run[1] for run in scored)
+    assert sum(run[3] for run in scored) == sum(len(v) for v in whole.written.values())
 
 
 def test_a_slot_within_the_shard_size_runs_in_one_task():
