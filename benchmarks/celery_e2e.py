@@ -10,7 +10,7 @@ starts W `openanomaly worker` processes (one pool process each, each model limit
 after the other as beat would. Per slot it prints the wall time from sending the task to
 the slot's completion in the ledger, the time the reading worker spent (query and
 calibration history), the shards' busy time and forward passes (from each task's result
-in the backend), and series per 5-minute cycle at that wall time.
+in the backend), series per 5-minute cycle at that wall time, and Redis' peak memory.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def measure_slot(celery: Celery, ledger: RedisSlotLedger, backend: redis.Redis, 
         "busy_s": busy, "inference_s": inference,
         "overhead_ratio": (busy - inference) / inference if inference else None,
         "series_per_cycle": series / wall * e2e_bench.INTERVAL_S,
+        "redis_used_memory_peak_bytes": int(backend.info("memory")["used_memory_peak"]),
     }
 
 
@@ -158,7 +159,8 @@ def main() -> None:
     ratio = steady["overhead_ratio"]
     print(f"\nsteady state: {steady['series_per_cycle']:.0f} series per cycle with "
           f"{args.workers} workers; overhead ratio "
-          f"{'n/a' if ratio is None else f'{ratio:.2f}'}")
+          f"{'n/a' if ratio is None else f'{ratio:.2f}'}; Redis peak memory "
+          f"{steady['redis_used_memory_peak_bytes'] / 2**20:.0f} MiB")
     if args.out is not None:
         args.out.write_text(json.dumps({
             "machine": machine_info(),
