@@ -70,6 +70,8 @@ from openanomaly.services.runs import RunResult
 if TYPE_CHECKING:  # redis comes with the distributed extra, imported where it is used
     import redis
 
+    from openanomaly.adapters.local_redis import LocalRedis
+
 
 def _close(adapter: object) -> None:
     close = getattr(adapter, "close", None)
@@ -313,6 +315,24 @@ def redis_ledger(config: AppConfig) -> SlotLedger:
     from openanomaly.adapters.scheduler.slot_ledger import RedisSlotLedger
 
     return RedisSlotLedger(redis_client(config.redis))
+
+
+def local_redis(binary: str | None = None) -> LocalRedis:
+    """A redis-server of a benchmark's own, started on a free port when entered."""
+    from openanomaly.adapters.local_redis import LocalRedis
+
+    return LocalRedis(binary)
+
+
+def redis_memory_peak(config: AppConfig) -> int:
+    """Redis' peak memory (``used_memory_peak``), in bytes."""
+    from openanomaly.adapters.redis_connection import redis_client
+
+    client = redis_client(config.redis)
+    try:
+        return int(client.info("memory")["used_memory_peak"])
+    finally:
+        client.close()
 
 
 def claim_ttl_ms(config: AppConfig) -> int:

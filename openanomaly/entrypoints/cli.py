@@ -459,13 +459,24 @@ def bench_model_server(ctx: click.Context, model: str, batch: int, context: int,
 @click.option("--context-cache/--no-context-cache", default=True, show_default=True,
               help="Runs read only the steps since the previous run, as a live process "
               "does; --no-context-cache reads the whole context every run.")
+@click.option("--celery-workers", type=click.IntRange(1), default=None,
+              help="Run the slots through this many `openanomaly worker` processes "
+              "(sharded) instead of in this process; needs the distributed extra.")
+@click.option("--shard-series", type=click.IntRange(1), default=2500, show_default=True,
+              help="With --celery-workers: series per shard.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="With --celery-workers: threads per worker for the model.")
+@click.option("--redis-url", default=None,
+              help="With --celery-workers: a Redis database no other worker uses, instead "
+              "of starting a local redis-server.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("bench-e2e.json"), show_default=True, help="JSON results.")
 @click.pass_context
 @_friendly_errors
 def bench_e2e(ctx: click.Context, series: int | None, preset: str | None, model: str,
               runs: int, context: str, device: str | None, prometheus_url: str | None,
-              context_cache: bool, out: Path) -> None:
+              context_cache: bool, celery_workers: int | None, shard_series: int,
+              threads: int, redis_url: str | None, out: Path) -> None:
     """Series scored per 5-minute cycle, end to end, and where the time goes.
 
     Writes a fleet of node-exporter-like series (daily cycles, noise, gaps) into
@@ -473,7 +484,9 @@ def bench_e2e(ctx: click.Context, series: int | None, preset: str | None, model:
     production path, and prints the steady-state run's time per stage (query: the
     database's answer, decoding, alignment; inference; scoring; calibration read-back;
     write: encoding, sending), series per second, the overhead ratio (everything but the
-    model's forward pass / the forward pass) and the peak memory.
+    model's forward pass / the forward pass) and the peak memory. With --celery-workers,
+    the slots go through Celery workers, sharded, and each slot's wall time, reading
+    time, busy time and forward passes are printed instead.
     """
     from openanomaly.domain.timeutil import parse_duration
     from openanomaly.entrypoints.benchmark.e2e import PRESETS, E2EOptions, run_e2e
@@ -493,10 +506,14 @@ def bench_e2e(ctx: click.Context, series: int | None, preset: str | None, model:
         raise click.BadParameter(_problems(exc), param_hint="--context") from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--context") from None
-    if prometheus_url is None:
-        run_e2e(options, config, out, click.echo, ensure_prometheus())
-    else:
-        run_e2e(options, config, out, click.echo)
+    binary = ensure_prometheus() if prometheus_url is None else "prometheus"
+    if celery_workers is None:
+        run_e2e(options, config, out, click.echo, binary)
+        return
+    from openanomaly.entrypoints.benchmark.e2e_celery import CeleryOptions, run_e2e_celery
+
+    run_e2e_celery(options, CeleryOptions(celery_workers, shard_series, threads, redis_url),
+                   config, out, click.echo, binary)
 
 
 @cli.command()

@@ -38,3 +38,23 @@ def test_benchmark_e2e_refuses_a_context_it_cannot_run_with_a_message(tmp_path):
              context], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_benchmark_e2e_through_two_celery_workers_shards_every_slot(tmp_path):
+    out = tmp_path / "celery.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "openanomaly.entrypoints.cli", "--config", str(tmp_path / "none"),
+         "benchmark", "e2e", "--series", "60", "--model", "seasonal_naive", "--runs", "2",
+         "--context", "6h", "--celery-workers", "2", "--shard-series", "20",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "steady state, 2 workers" in done.stdout and "Redis peak memory" in done.stdout
+    results = json.loads(out.read_text())
+    assert results["options"]["workers"] == 2 and results["options"]["shard_series"] == 20
+    for slot in results["slots"]:
+        # Every series of the slot scored, by the shards of one read.
+        assert slot["series"] == 60 and 1 <= slot["shards"] <= 3
+        assert "query" in slot["read_stages"] and slot["inference_s"] > 0
+        assert slot["wall_s"] > 0 and slot["redis_peak_bytes"] > 0
+    assert [s["slot"] for s in results["slots"]] == sorted(s["slot"] for s in results["slots"])
