@@ -325,10 +325,9 @@ def local_redis(binary: str | None = None) -> LocalRedis:
 
 
 def redis_memory_peak(config: AppConfig) -> int:
-    """Redis' peak memory (``used_memory_peak``), in bytes."""
-    from openanomaly.adapters.redis_connection import redis_client
-
-    client = redis_client(config.redis)
+    """The peak memory (``used_memory_peak``, bytes) of the Redis that holds what workers
+    hand each other."""
+    client = _handover_client(config)
     try:
         return int(client.info("memory")["used_memory_peak"])
     finally:
@@ -345,18 +344,25 @@ def _handover_ttl_ms(config: AppConfig) -> int:
     return max(claim_ttl_ms(config), int(config.scheduler.catch_up_horizon * 1000))
 
 
-def redis_shard_store(config: AppConfig) -> ShardStore:
+def _handover_client(config: AppConfig) -> redis.Redis:
     from openanomaly.adapters.redis_connection import redis_client
+
+    settings = config.redis
+    if settings.handover_url is not None:
+        settings = settings.model_copy(update={"url": settings.handover_url})
+    return redis_client(settings)
+
+
+def redis_shard_store(config: AppConfig) -> ShardStore:
     from openanomaly.adapters.scheduler.shard_store import RedisShardStore
 
-    return RedisShardStore(redis_client(config.redis), _handover_ttl_ms(config))
+    return RedisShardStore(_handover_client(config), _handover_ttl_ms(config))
 
 
 def redis_context_store(config: AppConfig) -> ContextStore:
-    from openanomaly.adapters.redis_connection import redis_client
     from openanomaly.adapters.scheduler.context_store import RedisContextStore
 
-    return RedisContextStore(redis_client(config.redis), _handover_ttl_ms(config))
+    return RedisContextStore(_handover_client(config), _handover_ttl_ms(config))
 
 
 @dataclass

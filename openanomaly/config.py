@@ -125,6 +125,12 @@ class RedisSettings(_Section):
     url: str = "redis://localhost:6379/0"
     password: SecretStr | None = None
     tls_ca_file: str | None = None
+    handover_url: str | None = Field(
+        default=None,
+        description="celery: a Redis for what workers hand each other (shared contexts, "
+        "the rows of sharded slots), which needs no persistence; same password and TLS; "
+        "null: url",
+    )
 
 
 class MongoSettings(_Section):

@@ -56,3 +56,20 @@ def test_a_shard_goes_from_one_worker_to_another_and_is_dropped_once_scored(
     assert scorer.get(pipeline, SLOT, 0) is None
     assert reader.summaries(pipeline, SLOT) == {0: {"series": 2, "status": "ok"}}
     assert 0 < client.pttl(f"openanomaly:shards:{pipeline}:{SLOT}:results") <= TTL_MS
+
+
+def test_handed_over_data_goes_to_the_handover_redis_when_one_is_set(
+        redis_server, pipeline):  # noqa: F811
+    from openanomaly.bootstrap import redis_context_store, redis_shard_store
+    from openanomaly.config import AppConfig
+
+    # The main Redis (ledger, broker) is not even reachable: nothing goes there.
+    config = AppConfig.model_validate({"redis": {"url": "redis://127.0.0.1:1/0",
+                                                 "handover_url": redis_server.url}})
+    shards, contexts = redis_shard_store(config), redis_context_store(config)
+    assert shards.plan(pipeline, SLOT, 2) == 2
+    contexts.put(pipeline, "up", 60_000, batch(3))
+    client = redis_server.client()
+    assert client.get(f"openanomaly:shards:{pipeline}:{SLOT}:plan") == b"2"
+    assert contexts.latest(pipeline) == 180_000
+    client.close()
