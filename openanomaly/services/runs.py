@@ -8,10 +8,12 @@ retry or a second worker never changes what was written.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +72,41 @@ class RunResult:
     """Parts of those stages, keyed ``stage.part``: the database's answer (``http``), its
     decoding (``decode``), the grid alignment (``align``), the write's encoding
     (``encode``)."""
+
+    def add(self, part: RunResult) -> None:
+        """Add the figures of a part of this run that checked other series (a chunk or
+        a shard); status, time and stages stay this run's own."""
+        self.series += part.series
+        self.skipped += part.skipped
+        self.stale += part.stale
+        self.scored_points += part.scored_points
+        self.anomalous_points += part.anomalous_points
+        self.samples_written += part.samples_written
+        if not np.isnan(part.max_score):
+            self.max_score = (part.max_score if np.isnan(self.max_score)
+                              else max(self.max_score, part.max_score))
+        self.anomalous_series += part.anomalous_series
+
+    def settle(self) -> None:
+        """An ok run whose series all stopped is stale; one with some skipped or
+        stopped series is partial."""
+        if self.status == "ok" and self.series and self.stale == self.series:
+            self.status = "stale"
+        elif self.status == "ok" and (self.skipped or self.stale):
+            self.status = "partial"
+
+    def as_json(self) -> dict[str, Any]:
+        """The run's figures as JSON (a missing max_score is null, not NaN)."""
+        output = asdict(self)
+        if math.isnan(self.max_score):
+            output["max_score"] = None
+        return output
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> RunResult:
+        max_score = document["max_score"]
+        return cls(**{**document, "max_score": float("nan") if max_score is None
+                      else max_score})
 
 
 @dataclass
@@ -230,6 +267,8 @@ class SlotRead:
     spec: PipelineSpec
     mode: Mode
     batch: SeriesBatch
+    labels: list[dict[str, str]]
+    """The output labels of each series (checked for collisions)."""
     history: ScoreHistory | None
     """Read once for all series when the check calibrates; None otherwise."""
     clock: StageClock
@@ -257,13 +296,14 @@ def read_slot(
         first = at - span * spec.step_ms
         batch = (fetch(spec, tsdb, first, at) if contexts is None
                  else read_recent(spec, tsdb, first, at, contexts, fetch))
+    labels = labels_of(spec, batch)
     history = None
     if batch.n_series and check and spec.scoring.calibration_window is not None:
         end = batch.timestamps_ms.size - 1
         window_start = int(batch.timestamps_ms[max(0, end - spec.window_steps + 1)])
         with clock.stage("history"):
-            history = stored_history(spec, tsdb, labels_of(spec, batch), window_start)
-    return SlotRead(spec, mode, batch, history, clock, result, started)
+            history = stored_history(spec, tsdb, labels, window_start)
+    return SlotRead(spec, mode, batch, labels, history, clock, result, started)
 
 
 def shard_read(spec: PipelineSpec, slot_ms: int, mode: Mode | None,
@@ -272,8 +312,8 @@ def shard_read(spec: PipelineSpec, slot_ms: int, mode: Mode | None,
     clock = StageClock()
     result = RunResult(spec.name, slot_ms, stage_seconds=clock.stages,
                        part_seconds=clock.parts)
-    return SlotRead(spec, mode or spec.mode, data.batch, data.history, clock, result,
-                    time.perf_counter())
+    return SlotRead(spec, mode or spec.mode, data.batch, labels_of(spec, data.batch),
+                    data.history, clock, result, time.perf_counter())
 
 
 def run_pipeline(
@@ -300,10 +340,9 @@ def score_and_write(read: SlotRead, tsdb: TSDBClient, engine: ModelEngine) -> Ru
                                                        "query": spec.query})
         return result
     end = batch.timestamps_ms.size - 1
-    labels = labels_of(spec, batch)
+    labels, history = read.labels, read.history
     timed = _TimedEngine(engine, clock)
     checking = time.perf_counter()
-    history = read.history
 
     for rows in _chunks(batch.n_series):
         chunk = SeriesBatch(batch.labels[rows], batch.timestamps_ms, batch.values[rows])
@@ -321,10 +360,7 @@ def score_and_write(read: SlotRead, tsdb: TSDBClient, engine: ModelEngine) -> Ru
     # Scoring: the check and the output building, without the model and the writes.
     stages["scoring"] = max(0.0, time.perf_counter() - checking - sum(
         stages.get(name, 0.0) for name in ("inference", "write")))
-    if result.status == "ok" and result.stale == result.series:
-        result.status = "stale"
-    elif result.status == "ok" and (result.skipped or result.stale):
-        result.status = "partial"
+    result.settle()
     result.seconds = round(time.perf_counter() - read.started, 3)
     log.info("run finished", extra={
         "pipeline": spec.name, "at": result.at_ms, "mode": str(read.mode),
@@ -435,14 +471,7 @@ def _add_chunk(result: RunResult, checked: CheckOutput, chunk: SeriesBatch,
     """Add a chunk's check to the run's figures (chunks hold different series)."""
     part = RunResult(result.pipeline, result.at_ms)
     summarise(part, checked, chunk, spec)
-    result.skipped += part.skipped
-    result.stale += part.stale
-    result.scored_points += part.scored_points
-    result.anomalous_points += part.anomalous_points
-    if not np.isnan(part.max_score):
-        result.max_score = (part.max_score if np.isnan(result.max_score)
-                            else max(result.max_score, part.max_score))
-    result.anomalous_series += part.anomalous_series
+    result.add(part)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,9 @@ by a later dispatch, which queues only the shards not done, split as the first t
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from openanomaly.domain.errors import ShardDataMissing, UnknownPipeline, is_retryable
@@ -77,7 +76,6 @@ def hand_out(read: runs.SlotRead, key: str, task_id: str, mode: Mode | None,
     its task. Returns the JSON-able summary of the slot's task; ``telemetry`` counts it
     as a run of outcome ``sharded`` with the read's stages and series."""
     spec, batch, slot = read.spec, read.batch, read.result.at_ms
-    runs.labels_of(spec, batch)  # refuses colliding output series across all shards
     count = sharding.store.plan(key, slot, shard_count(batch.n_series, sharding.series))
     rows_of = partition(batch.labels, count)
     # Empty shards are done before any task is queued: the last shard to finish must
@@ -165,7 +163,7 @@ def execute_shard(
     finally:
         if not completed:
             ledger.release(own, slot, task_id)
-    output = _summary(result)
+    output = result.as_json()
     shards.finish(key, slot, task.index, output)
     own_mode = task.mode is None or task.mode == spec.mode
     complete_if_all_done(spec.name, key, slot, task.count, task.reader, ledger, shards,
@@ -194,29 +192,10 @@ def combine(pipeline: str, slot: int, summaries: list[dict[str, Any]]) -> runs.R
     """One run's figures from its shards' (each holds different series)."""
     total = runs.RunResult(pipeline, slot)
     for one in summaries:
-        total.series += one["series"]
-        total.skipped += one["skipped"]
-        total.stale += one["stale"]
-        total.scored_points += one["scored_points"]
-        total.anomalous_points += one["anomalous_points"]
-        total.samples_written += one["samples_written"]
-        total.seconds += one["seconds"]
-        total.anomalous_series += one["anomalous_series"]
-        if one["max_score"] is not None:
-            total.max_score = (one["max_score"] if math.isnan(total.max_score)
-                               else max(total.max_score, one["max_score"]))
-    statuses = {one["status"] for one in summaries}
-    if "already_written" in statuses:
-        total.status = "already_written"
-    elif total.series and total.stale == total.series:
-        total.status = "stale"
-    elif total.skipped or total.stale:
-        total.status = "partial"
+        part = runs.RunResult.from_json(one)
+        total.add(part)
+        total.seconds += part.seconds
+        if part.status == "already_written":
+            total.status = "already_written"
+    total.settle()
     return total
-
-
-def _summary(result: runs.RunResult) -> dict[str, Any]:
-    output = asdict(result)
-    if isinstance(output["max_score"], float) and math.isnan(output["max_score"]):
-        output["max_score"] = None
-    return output

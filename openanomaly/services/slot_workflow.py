@@ -16,10 +16,9 @@ then calls ``execute_slot`` for each queued slot:
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from openanomaly.domain.errors import UnknownPipeline, is_retryable
@@ -97,24 +96,18 @@ def execute_slot(
     own_mode = delivery.mode is None or delivery.mode == spec.mode
     status_log = run_log if own_mode else None
     try:
-        if sharding is None:
-            def run() -> runs.RunResult:
-                return runs.run_pipeline(spec, slot, tsdb, engine, delivery.mode, contexts)
-        else:
-            read = run_status.failure_recorded(
-                status_log, spec.name, slot,
-                lambda: runs.read_slot(spec, slot, tsdb, delivery.mode, contexts), clock,
-                telemetry)
-            if read.batch.n_series > sharding.series:
-                summary = shard_workflow.hand_out(read, key, delivery.task_id, delivery.mode,
-                                                  ledger, sharding, status_log, telemetry)
-                # The claim stays until the last shard completes the slot (or expires).
-                handed_out = True
-                return summary
-
-            def run() -> runs.RunResult:
-                return runs.score_and_write(read, tsdb, engine)
-        result = run_status.recorded(status_log, spec.name, slot, run, clock, telemetry)
+        read = run_status.failure_recorded(
+            status_log, spec.name, slot,
+            lambda: runs.read_slot(spec, slot, tsdb, delivery.mode, contexts), clock, telemetry)
+        if sharding is not None and read.batch.n_series > sharding.series:
+            summary = shard_workflow.hand_out(read, key, delivery.task_id, delivery.mode,
+                                              ledger, sharding, status_log, telemetry)
+            # The claim stays until the last shard completes the slot (or expires).
+            handed_out = True
+            return summary
+        result = run_status.recorded(status_log, spec.name, slot,
+                                     lambda: runs.score_and_write(read, tsdb, engine), clock,
+                                     telemetry)
         ledger.complete(key, slot, delivery.task_id)
         completed = True
     except Exception as exc:
@@ -128,10 +121,7 @@ def execute_slot(
     finally:
         if not completed and not handed_out:
             ledger.release(key, slot, delivery.task_id)
-    output = asdict(result)
-    if isinstance(output["max_score"], float) and math.isnan(output["max_score"]):
-        output["max_score"] = None
-    return output
+    return result.as_json()
 
 
 SendRun = Callable[[str, int, float], object]
