@@ -28,6 +28,7 @@ from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.timeutil import align_down
 from openanomaly.entrypoints.benchmark.models import machine_info
 from openanomaly.entrypoints.progress import Progress
+from openanomaly.ports import TSDBClient
 from openanomaly.services import e2e_bench
 from openanomaly.services.context_cache import ContextCache
 from openanomaly.services.e2e_bench import Cycle, Measured
@@ -57,12 +58,7 @@ def run_e2e(options: E2EOptions, config: AppConfig | None, out: Path | None,
             echo: Callable[[str], None], prometheus_binary: str = "prometheus") -> Cycle:
     spec = options.pipeline()
     with contextlib.ExitStack() as stack:
-        url = options.prometheus_url
-        if url is None:
-            local = stack.enter_context(demo_prometheus(None, prometheus_binary))
-            url = local.url
-            echo(f"local Prometheus at {url}")
-        tsdb = benchmark_tsdb(url)
+        tsdb = benchmark_tsdb(prometheus(stack, options, prometheus_binary, echo))
         stack.callback(tsdb.close)
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="openanomaly-")))
         settings, weights = benchmark_model(options.model, config, options.device, folder,
@@ -73,14 +69,7 @@ def run_e2e(options: E2EOptions, config: AppConfig | None, out: Path | None,
         engine.get(options.model)
         echo(f"model {options.model} ({weights} weights) loaded in "
              f"{time.perf_counter() - loaded:.1f} s")
-        # Slots on the 5-minute grid, the last one just behind the clock.
-        interval_ms = round(CYCLE_S * 1000)
-        last = align_down(int(time.time() * 1000), interval_ms) - interval_ms
-        with Progress("load fleet", "series", total=options.series) as progress:
-            cycle = e2e_bench.timed_load(tsdb, spec, options.series, options.runs, last,
-                                         progress.update_to)
-        echo(f"wrote {options.series} series, {cycle.samples_loaded} samples, in "
-             f"{cycle.load_seconds:.1f} s")
+        cycle, last = load_fleet(tsdb, options, echo)
 
         def show(one: Measured) -> None:
             echo(f"run at {one.at_ms}: {one.result.series} series in {one.seconds:.2f} s, "
@@ -95,6 +84,31 @@ def run_e2e(options: E2EOptions, config: AppConfig | None, out: Path | None,
         out.write_text(json.dumps(as_json(cycle, options, weights), indent=2))
         echo(f"\nwritten to {out}")
     return cycle
+
+
+def prometheus(stack: contextlib.ExitStack, options: E2EOptions, binary: str,
+               echo: Callable[[str], None]) -> str:
+    """The URL of the Prometheus to benchmark against: the given one, or a local one that
+    ``stack`` stops."""
+    if options.prometheus_url is not None:
+        return options.prometheus_url
+    url = stack.enter_context(demo_prometheus(None, binary)).url
+    echo(f"local Prometheus at {url}")
+    return url
+
+
+def load_fleet(tsdb: TSDBClient, options: E2EOptions,
+               echo: Callable[[str], None]) -> tuple[Cycle, int]:
+    """Write the fleet, with progress; the load's figures and the last slot, the 5-minute
+    grid point just behind the clock."""
+    interval_ms = round(CYCLE_S * 1000)
+    last = align_down(int(time.time() * 1000), interval_ms) - interval_ms
+    with Progress("load fleet", "series", total=options.series) as progress:
+        cycle = e2e_bench.timed_load(tsdb, options.pipeline(), options.series, options.runs,
+                                     last, progress.update_to)
+    echo(f"wrote {options.series} series, {cycle.samples_loaded} samples, in "
+         f"{cycle.load_seconds:.1f} s")
+    return cycle, last
 
 
 def table(cycle: Cycle) -> list[str]:

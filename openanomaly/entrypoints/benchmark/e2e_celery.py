@@ -23,14 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from openanomaly.bootstrap import (
     benchmark_model,
     benchmark_tsdb,
-    demo_prometheus,
     local_redis,
     redis_ledger,
     redis_memory_peak,
@@ -39,14 +38,10 @@ from openanomaly.bootstrap import (
     stop_with_parent,
 )
 from openanomaly.config import AppConfig, load_config
-from openanomaly.domain.synthetic import FLEET_METRIC
-from openanomaly.domain.timeutil import align_down
+from openanomaly.entrypoints.benchmark.e2e import E2EOptions, load_fleet, prometheus
 from openanomaly.entrypoints.benchmark.models import machine_info
-from openanomaly.entrypoints.progress import Progress
+from openanomaly.ports import ShardStore, SlotLedger
 from openanomaly.services import e2e_bench
-
-if TYPE_CHECKING:
-    from openanomaly.entrypoints.benchmark.e2e import E2EOptions
 
 WORKER_START_S = 120.0
 
@@ -88,10 +83,7 @@ def worker_config(options: E2EOptions, celery: CeleryOptions, prometheus_url: st
     """The workers' configuration: the benchmark's pipeline and model, sharded slots."""
     return yaml.safe_dump({
         "prometheus": {"url": prometheus_url},
-        "pipelines": [{
-            "name": e2e_bench.PIPELINE, "query": FLEET_METRIC, "model": options.model,
-            "step": f"{options.step_s:g}s", "context": f"{options.context_s:g}s",
-            "schedule": f"{e2e_bench.INTERVAL_S:g}s", "max_series": options.series}],
+        "pipelines": [options.pipeline().model_dump(mode="json", exclude_defaults=True)],
         "models": {options.model: model},
         "redis": {"url": redis_url},
         "scheduler": {"kind": "celery", "shard_series": celery.shard_series,
@@ -106,13 +98,9 @@ def run_e2e_celery(options: E2EOptions, celery: CeleryOptions, config: AppConfig
                    prometheus_binary: str = "prometheus") -> list[SlotMeasure]:
     from celery import Celery
 
-    spec = options.pipeline()
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="openanomaly-")))
-        prometheus_url = options.prometheus_url
-        if prometheus_url is None:
-            prometheus_url = stack.enter_context(demo_prometheus(None, prometheus_binary)).url
-            echo(f"local Prometheus at {prometheus_url}")
+        prometheus_url = prometheus(stack, options, prometheus_binary, echo)
         redis_url = celery.redis_url
         if redis_url is None:
             redis_url = stack.enter_context(local_redis()).url
@@ -121,13 +109,7 @@ def run_e2e_celery(options: E2EOptions, celery: CeleryOptions, config: AppConfig
                                             512)
         tsdb = benchmark_tsdb(prometheus_url)
         stack.callback(tsdb.close)
-        interval_ms = round(e2e_bench.INTERVAL_S * 1000)
-        last = align_down(int(time.time() * 1000), interval_ms) - interval_ms
-        with Progress("load fleet", "series", total=options.series) as progress:
-            cycle = e2e_bench.timed_load(tsdb, spec, options.series, options.runs, last,
-                                         progress.update_to)
-        echo(f"wrote {options.series} series, {cycle.samples_loaded} samples, in "
-             f"{cycle.load_seconds:.1f} s")
+        cycle, last = load_fleet(tsdb, options, echo)
         path = folder / "workers.yaml"
         path.write_text(worker_config(options, celery, prometheus_url, redis_url,
                                       settings.model_dump(mode="json", exclude_none=True)))
@@ -189,8 +171,8 @@ def wait_for_workers(client: Any, count: int, folder: Path) -> None:
             raise RuntimeError(f"the workers did not start within {WORKER_START_S:g} s:\n{logs}")
 
 
-def measure_slot(client: Any, ledger: Any, shards: Any, settings: AppConfig, slot: int,
-                 folder: Path) -> SlotMeasure:
+def measure_slot(client: Any, ledger: SlotLedger, shards: ShardStore, settings: AppConfig,
+                 slot: int, folder: Path) -> SlotMeasure:
     sent = time.perf_counter()
     task = client.send_task("openanomaly.run_pipeline", args=[e2e_bench.PIPELINE, slot])
     while not ledger.done(e2e_bench.PIPELINE, slot):
