@@ -1,5 +1,10 @@
 """Splitting a slot's series into shards (domain.shards) and the shard codec."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,11 +41,18 @@ def test_a_series_shard_depends_on_its_labels_alone(labels, count, random):
 
 
 def test_the_shard_of_a_series_is_the_same_in_every_process():
-    # A fixed value: Python's salted str hash would differ between worker processes.
-    assert shard_of({"instance": "node-1:9100", "job": "node"}, 1000) == shard_of(
-        {"job": "node", "instance": "node-1:9100"}, 1000)
-    assert [shard_of({"i": str(n)}, 7) for n in range(8)] == [
-        shard_of({"i": str(n)}, 7) for n in range(8)]
+    # Python salts its str hash per process: workers with other seeds must agree.
+    labels = [{"instance": f"node-{n}:9100", "job": "node"} for n in range(50)]
+    here = [shard_of(one, 7) for one in labels]
+    code = ("import json, sys; from openanomaly.domain.shards import shard_of; "
+            "print(json.dumps([shard_of(l, 7) for l in json.load(sys.stdin)]))")
+    for seed in ("1", "2"):
+        done = subprocess.run([sys.executable, "-c", code], input=json.dumps(labels),
+                              capture_output=True, text=True, timeout=60, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        assert json.loads(done.stdout) == here
+    assert shard_of({"job": "node", "instance": "a"}, 7) == shard_of(
+        {"instance": "a", "job": "node"}, 7), "label order does not matter"
 
 
 def test_shard_count_rounds_up_and_is_at_least_one():
