@@ -51,19 +51,17 @@ class RedisContextStore:
             return None
         keys = [self._key(pipeline, meta["generation"], str(i))
                 for i in range(int(meta["parts"]))]
-        raw: list[Any] = self.client.mget(keys) if keys else []
+        raw: list[Any] = self.client.mget(keys)
         if any(one is None for one in raw):
             return None  # replaced or expired meanwhile: the caller reads in full
         parts = [decode(one).batch for one in raw]
-        if not parts:
-            return None
         return SeriesBatch([labels for part in parts for labels in part.labels],
                            parts[0].timestamps_ms,
                            np.concatenate([part.values for part in parts]))
 
     def put(self, pipeline: str, query: str, step_ms: int, batch: SeriesBatch) -> None:
-        if batch.timestamps_ms.size == 0:
-            return
+        if batch.timestamps_ms.size == 0 or batch.n_series == 0:
+            return  # nothing a later read could take
         previous = self._meta(pipeline)
         generation = uuid.uuid4().hex[:12]
         count = 0

@@ -87,7 +87,6 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-
 def _field(tag: int, payload: bytes) -> bytes:
     """A length-delimited field: its tag byte, the payload's length, the payload."""
     return bytes((tag,)) + _varint(len(payload)) + payload
