@@ -466,6 +466,9 @@ def bench_model_server(ctx: click.Context, model: str, batch: int, context: int,
               help="With --celery-workers: series per shard.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="With --celery-workers: threads per worker for the model.")
+@click.option("--share-contexts/--no-share-contexts", default=True, show_default=True,
+              help="With --celery-workers: workers share each pipeline's context in Redis "
+              "(scheduler.share_contexts).")
 @click.option("--redis-url", default=None,
               help="With --celery-workers: a Redis database no other worker uses, instead "
               "of starting a local redis-server.")
@@ -476,7 +479,7 @@ def bench_model_server(ctx: click.Context, model: str, batch: int, context: int,
 def bench_e2e(ctx: click.Context, series: int | None, preset: str | None, model: str,
               runs: int, context: str, device: str | None, prometheus_url: str | None,
               context_cache: bool, celery_workers: int | None, shard_series: int,
-              threads: int, redis_url: str | None, out: Path) -> None:
+              threads: int, share_contexts: bool, redis_url: str | None, out: Path) -> None:
     """Series scored per 5-minute cycle, end to end, and where the time goes.
 
     Writes a fleet of node-exporter-like series (daily cycles, noise, gaps) into
@@ -512,8 +515,8 @@ def bench_e2e(ctx: click.Context, series: int | None, preset: str | None, model:
         return
     from openanomaly.entrypoints.benchmark.e2e_celery import CeleryOptions, run_e2e_celery
 
-    run_e2e_celery(options, CeleryOptions(celery_workers, shard_series, threads, redis_url),
-                   config, out, click.echo, binary)
+    run_e2e_celery(options, CeleryOptions(celery_workers, shard_series, threads, redis_url,
+                                          share_contexts), config, out, click.echo, binary)
 
 
 @cli.command()

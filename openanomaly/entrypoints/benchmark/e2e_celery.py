@@ -52,6 +52,8 @@ class CeleryOptions:
     shard_series: int
     threads: int = 1
     redis_url: str | None = None
+    share_contexts: bool = True
+    """False: each worker keeps its own contexts (scheduler.share_contexts)."""
     """None: start a local redis-server for the run."""
 
 
@@ -87,6 +89,7 @@ def worker_config(options: E2EOptions, celery: CeleryOptions, prometheus_url: st
         "models": {options.model: model},
         "redis": {"url": redis_url},
         "scheduler": {"kind": "celery", "shard_series": celery.shard_series,
+                      "share_contexts": celery.share_contexts,
                       "task_soft_time_limit": 3000, "task_time_limit": 3300},
         "metrics": {"port": 0},
         "logging": {"format": "logfmt", "level": "WARNING"},
