@@ -18,7 +18,7 @@ from openanomaly.domain.detection import ScoreHistory, calibrate, exceedance_of
 from openanomaly.domain.detectors import combined, detector_scores
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import ScoringSpec
-from openanomaly.domain.scoring import band_quantiles, counts_like, noise_level, score
+from openanomaly.domain.scoring import Scored, band_quantiles, counts_like, noise_level, score
 from openanomaly.domain.series import FloatArray
 from openanomaly.domain.shifts import reanchor
 
@@ -54,13 +54,25 @@ def prepare_contexts(scoring: ScoringSpec, contexts: FloatArray) -> FloatArray:
 def check_windows(
     scoring: ScoringSpec, contexts: FloatArray, actuals: FloatArray, step_seconds: float,
     forecaster: Forecaster, n_series: int, history: HistoryOf | None = None,
-    extra_quantiles: Sequence[float] = (),
+    extra_quantiles: Sequence[float] = (), leads: Sequence[int] | None = None,
+    window: int | None = None,
 ) -> Checked:
     """Score ``actuals`` against forecasts from ``contexts``, one row per series and window.
 
     Rows come in windows of ``n_series`` rows, oldest window first; all go to the model as
     one request. With calibration configured and ``history`` given, each window is
     calibrated on the raw scores before it.
+
+    ``leads`` (one per window) places windows inside forecast blocks: window i's points
+    are the columns ``leads[i]`` to ``leads[i] + w`` of ``actuals``, where w is the
+    columns after the largest lead; the columns before them are the block's earlier points,
+    forecast and seen by the detectors but scored by earlier runs, and the columns after
+    them padding. The arrays returned hold the windows' points only; the forecast, every
+    column.
+
+    ``window`` splits each window's columns into parts of that many, calibrated in order,
+    each on the history before it: check windows that share a block's forecast, as the
+    successive runs of a pipeline checking every ``window`` steps calibrate them.
     """
     observed = contexts
     contexts = prepare_contexts(scoring, contexts)
@@ -74,6 +86,8 @@ def check_windows(
                                          scoring.direction.value, scoring.season),
                          actuals.shape)
         scored = replace(scored, score=np.fmax(scored.score, extra))
+    if leads is not None:
+        scored = _windows_of(scored, leads, n_series)
     calibrating = scoring.calibration_window is not None and history is not None
     if not calibrating:
         return Checked(forecast, scored.yhat, scored.lower, scored.upper, scored.score,
@@ -81,15 +95,34 @@ def check_windows(
     assert history is not None
     final, lower, upper = scored.score.copy(), scored.lower.copy(), scored.upper.copy()
     exceedance = exceedance_of(scoring, step_seconds)
-    for first in range(0, actuals.shape[0], n_series):
-        rows = slice(first, first + n_series)
-        calibrated = calibrate(scored.score[rows], history(scored.score[rows]),
-                               suppress=scoring.suppression_window is not None,
-                               exceedance=exceedance)
-        final[rows] = calibrated.score
-        factor = calibrated.band_factor[:, None]
-        yhat = scored.yhat[rows]
-        lower[rows] = yhat - factor * (yhat - scored.lower[rows])
-        upper[rows] = yhat + factor * (scored.upper[rows] - yhat)
+    columns = final.shape[1]
+    part = window or columns
+    for first in range(0, final.shape[0], n_series):
+        for start in range(0, columns, part):
+            at = (slice(first, first + n_series), slice(start, start + part))
+            calibrated = calibrate(scored.score[at], history(scored.score[at]),
+                                   suppress=scoring.suppression_window is not None,
+                                   exceedance=exceedance)
+            final[at] = calibrated.score
+            factor = calibrated.band_factor[:, None]
+            yhat = scored.yhat[at]
+            lower[at] = yhat - factor * (yhat - scored.lower[at])
+            upper[at] = yhat + factor * (scored.upper[at] - yhat)
     return Checked(forecast, scored.yhat, lower, upper, scored.score, final, calibrated=True)
 
+
+def _windows_of(scored: Scored, leads: Sequence[int], n_series: int) -> Scored:
+    """Each window's own points of block-wide arrays (see ``check_windows``)."""
+    columns = scored.score.shape[1]
+    width = columns - max(leads, default=0)
+    offsets = np.repeat(np.asarray(leads, dtype=np.int64), n_series)
+    if offsets.size != scored.score.shape[0]:
+        raise ValueError(f"{len(leads)} leads for {scored.score.shape[0]} rows of "
+                         f"{n_series} series")
+    index = offsets[:, None] + np.arange(width)[None, :]
+
+    def take(values: FloatArray) -> FloatArray:
+        return np.take_along_axis(values, index, axis=1)
+
+    return Scored(take(scored.score), take(scored.yhat), take(scored.lower),
+                  take(scored.upper))

@@ -104,6 +104,16 @@ class ScoringSpec(_Strict):
         "longer than one season)",
     )
 
+    forecast_block: int | None = Field(
+        default=48, ge=1,
+        description="points scored against one forecast, in steps: forecasts are made at "
+        "every multiple of this many steps (counted from the epoch) and each scores the "
+        "points up to the next, so an incident that unfolds within a block is measured "
+        "against what was expected before it began rather than against a forecast that "
+        "already follows it; never less than the check window; null: one forecast just "
+        "before each check window",
+    )
+
     reanchor_shifts: bool = Field(
         default=False,
         description="after a confirmed level shift, forecast from the new level (the "
@@ -232,6 +242,28 @@ class PipelineSpec(_Strict):
     def window_steps(self) -> int:
         assert self.check_window is not None
         return round(self.check_window / self.step)
+
+    @property
+    def block_steps(self) -> int | None:
+        """Points scored against one forecast where that is more than a check window
+        (see ``ScoringSpec.forecast_block``); None: one forecast per check window."""
+        block = self.scoring.forecast_block
+        return block if block is not None and block > self.window_steps else None
+
+    def lead_steps(self, window_start_ms: int) -> int:
+        """Steps between the start of the block a check window starts in and the
+        window's start: blocks end at multiples of ``block_steps`` steps from the epoch,
+        as slots end at multiples of their interval (0 without blocks)."""
+        block = self.block_steps
+        if block is None:
+            return 0
+        return (window_start_ms // self.step_ms - 1) % block
+
+    @property
+    def check_span_steps(self) -> int:
+        """Steps from the first one an anomaly check reads to its window's end: the
+        context before the earliest block start the window may lie in, then the window."""
+        return self.context_steps + self.window_steps - 1 + (self.block_steps or 1) - 1
 
     @property
     def delay_ms(self) -> int:

@@ -544,8 +544,9 @@ def worker(ctx: click.Context, concurrency: int | None, log_level: str | None) -
 @click.option("--pipeline-options", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="YAML with the pipeline's scoring options (default: defaults).")
 @click.option("--model", default="fracast", show_default=True)
-@click.option("--horizon", default=48, show_default=True, type=click.IntRange(1),
-              help="Rows forecast at once before the replay advances.")
+@click.option("--horizon", default=None, type=click.IntRange(1),
+              help="Rows forecast at once before the replay advances [default: the "
+              "scoring's forecast_block, as a pipeline scores them].")
 @click.option("--context", default=2048, show_default=True, type=click.IntRange(8))
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
               help="Files replayed in parallel processes (each loads the model).")
@@ -555,7 +556,7 @@ def worker(ctx: click.Context, concurrency: int | None, log_level: str | None) -
 @click.pass_context
 @_friendly_errors
 def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, model: str,
-              horizon: int, context: int, jobs: int, out: Path,
+              horizon: int | None, context: int, jobs: int, out: Path,
               forecast_cache: Path | None) -> None:
     """NAB score of the production scoring: NAB's tuned threshold and the deployable one.
 
@@ -577,7 +578,9 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
 @click.option("--configurations", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("benchmarks/nab_configurations.yaml"), show_default=True,
               help="YAML listing the detector configurations to compare.")
-@click.option("--horizon", default=48, show_default=True, type=click.IntRange(1))
+@click.option("--horizon", default=None, type=click.IntRange(1),
+              help="Rows forecast at once before the replay advances [default: each "
+              "configuration's forecast_block, as a pipeline scores them].")
 @click.option("--context", default=2048, show_default=True, type=click.IntRange(8))
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("docs/benchmarks.md"),
@@ -585,7 +588,8 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
 @_forecast_cache_option
 @click.pass_context
 @_friendly_errors
-def bench_nab_report(ctx: click.Context, data: Path, configurations: Path, horizon: int,
+def bench_nab_report(ctx: click.Context, data: Path, configurations: Path,
+                     horizon: int | None,
                      context: int, jobs: int, out: Path, forecast_cache: Path | None) -> None:
     """Replay every configuration of CONFIGURATIONS on NAB and write the results page:
     in sample and cross-validated, leaving out one folder of the data at a time.
@@ -641,8 +645,9 @@ def _classes(text: str | None) -> list[str]:
               help="Comma-separated steps in seconds: each builds the whole suite anew.")
 @click.option("--classes", default=None,
               help="Comma-separated incident classes (default: all); controls always run.")
-@click.option("--horizon", default=48, show_default=True, type=click.IntRange(1),
-              help="Rows forecast at once before the replay advances.")
+@click.option("--horizon", default=None, type=click.IntRange(1),
+              help="Rows forecast at once before the replay advances [default: the "
+              "scoring's forecast_block, as a pipeline scores them].")
 @click.option("--context", default=2048, show_default=True, type=click.IntRange(8))
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
               help="Series replayed in parallel processes (each loads the model).")
@@ -658,7 +663,7 @@ def _classes(text: str | None) -> list[str]:
 @_friendly_errors
 def bench_incidents(ctx: click.Context, model: str, pipeline_options: Path | None,
                     configurations: Path | None, seeds: str, steps: str, classes: str | None,
-                    horizon: int, context: int, jobs: int, threshold: float | None,
+                    horizon: int | None, context: int, jobs: int, threshold: float | None,
                     out: Path | None, markdown: Path | None,
                     forecast_cache: Path | None) -> None:
     """Detection of labelled operator incidents: spikes, level shifts, variance changes,

@@ -88,7 +88,7 @@ def backfill(
     if not slots:
         return result
     step = spec.step_ms
-    lead = (spec.context_steps + spec.window_steps - 1) * step
+    lead = spec.check_span_steps * step
     batch = fetch(spec, tsdb, slots[0] - lead, slots[-1])
     result.series = batch.n_series
     if batch.n_series == 0:

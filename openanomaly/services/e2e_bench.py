@@ -52,7 +52,8 @@ def slots(last_ms: int, runs: int) -> list[int]:
 
 def fleet_points(spec: PipelineSpec, runs: int) -> int:
     """Rows of history every run's query finds whole."""
-    return spec.context_steps + spec.window_steps * runs + round(INTERVAL_S / spec.step)
+    later_runs = spec.window_steps * (runs - 1)
+    return spec.check_span_steps + 1 + later_runs + round(INTERVAL_S / spec.step)
 
 
 def load_fleet(tsdb: TSDBClient, series: int, last_ms: int, points: int, step_s: float,

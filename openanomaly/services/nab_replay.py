@@ -1,8 +1,9 @@
 """Replay labelled series causally through the production scoring, for the NAB benchmark.
 
-Each file is cut into blocks of ``horizon`` rows after its probation period; every block is
-forecast from at most ``context`` rows before it (never from the rows it is judged on) and
-scored with the pipeline's domain scoring, exactly as a scheduled anomaly check would:
+Each file is cut into blocks of rows after its probation period, as many as a pipeline
+scores against one forecast (``block_rows``); every block is forecast from at most
+``context`` rows before it (never from the rows it is judged on) and scored with the
+pipeline's domain scoring, exactly as the scheduled anomaly checks of that block would:
 raw interval scores first, then, when the pipeline calibrates, the detection stage with
 the statistics of the raw scores before the block, as production reads them back from
 the database. The blocks of the probation period's second half are scored too, unreported,
@@ -30,6 +31,24 @@ from openanomaly.ports import ModelEngine
 
 BASELINE = "seasonal_naive"
 ACCURACY_QUANTILES = (0.1, 0.5, 0.9)
+# A pipeline's default check window: the span its default 5-minute schedule scores.
+DEFAULT_WINDOW_S = 300.0
+
+
+def window_rows(step_seconds: float) -> int:
+    """Rows of a pipeline's default check window at this step."""
+    return max(1, round(DEFAULT_WINDOW_S / step_seconds))
+
+
+def block_rows(scoring: ScoringSpec, step_seconds: float, horizon: int | None = None) -> int:
+    """Rows scored against one forecast: ``horizon`` where given, else what a pipeline
+    with this scoring scores against one: its ``forecast_block``, or without blocks, its
+    default check window."""
+    if horizon is not None:
+        return horizon
+    if scoring.forecast_block is not None:
+        return scoring.forecast_block
+    return window_rows(step_seconds)
 
 
 @dataclass(frozen=True)
@@ -109,20 +128,22 @@ def _accuracy(actual: FloatArray, model: QuantileForecast,
 
 def replay_file(
     item: ReplayInput, scoring: ScoringSpec, engine: ModelEngine, model: str,
-    horizon: int, context: int,
+    horizon: int | None, context: int, window: int | None = None,
 ) -> Replayed:
     """Replay on the step grid, where gaps are NaN as in production, and report one
-    score per row of the file."""
+    score per row of the file; blocks of ``horizon`` rows (None: ``block_rows``), each
+    calibrated in check windows of ``window`` rows (None: a default pipeline's)."""
+    horizon = block_rows(scoring, item.step_seconds, horizon)
+    window = min(window or window_rows(item.step_seconds), horizon)
     if item.positions is None:
-        return _replay_grid(item, scoring, engine, model, horizon, context)
+        return _replay_grid(item, scoring, engine, model, horizon, window, context)
     positions = item.positions
     grid = np.full(int(positions[-1]) + 1, np.nan)
     grid[positions] = item.values  # a repeated stamp keeps the later row's value
     first = first_scored_row(item.values.size)
     first_scored = int(positions[first])
     on_grid = _replay_grid(ReplayInput(item.name, grid, (), item.step_seconds), scoring,
-                           engine, model,
-                           horizon, context, first_scored)
+                           engine, model, horizon, window, context, first_scored)
     scores = on_grid.labelled.scores[positions]
     scores[:first] = np.nan
     return Replayed(LabelledScores(item.name, scores, item.windows),
@@ -139,7 +160,7 @@ def warm_up_origin(start: int, horizon: int) -> int:
 
 def _replay_grid(
     item: ReplayInput, scoring: ScoringSpec, engine: ModelEngine, model: str,
-    horizon: int, context: int, first_scored: int | None = None,
+    horizon: int, window: int, context: int, first_scored: int | None = None,
 ) -> Replayed:
     values = item.values
     rows = values.size
@@ -157,7 +178,7 @@ def _replay_grid(
         actuals[index, :ahead.size] = ahead
     checked = check_windows(scoring, contexts, actuals, item.step_seconds,
                             partial(engine.forecast, model), 1, replay_history(scoring, item),
-                            extra_quantiles=ACCURACY_QUANTILES)
+                            extra_quantiles=ACCURACY_QUANTILES, window=window)
     forecast = checked.forecast
     skip = start - first
     # Accuracy is measured on the reported blocks only, not on the warm-up.
@@ -179,7 +200,7 @@ def _rows(forecast: QuantileForecast, rows: slice) -> QuantileForecast:
 
 def replay(
     items: Sequence[ReplayInput], scoring: ScoringSpec, engine: ModelEngine, model: str,
-    horizon: int = 48, context: int = 2048,
+    horizon: int | None = None, context: int = 2048,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Replayed]:
     out = []

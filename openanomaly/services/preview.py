@@ -67,7 +67,7 @@ def preview(spec: PipelineSpec, start_ms: int, end_ms: int, tsdb: TSDBClient,
     if not slots:
         return result
     step, window = spec.step_ms, spec.window_steps
-    lead = (spec.context_steps + window - 1) * step
+    lead = spec.check_span_steps * step
     batch = fetch(spec, tsdb, slots[0] - lead, slots[-1])
     n = batch.n_series
     if n == 0:

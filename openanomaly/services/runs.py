@@ -185,19 +185,27 @@ def check_slots(
 ) -> CheckOutput:
     """Score the check window ending at each of ``end_indices`` (grid positions of ``at``).
 
-    Each window is compared with a forecast made from the context that ends just before it.
-    All windows' series go to the model as one request. With calibration on, ``history``
+    Each window is compared with a forecast made from the context that ends just before
+    its forecast block (``PipelineSpec.lead_steps``; without blocks, just before the
+    window). All windows' series go to the model as one request. With calibration on, ``history``
     gives each window the raw-score statistics before it, and the raw scores are written
     beside the calibrated ones.
     """
     window, context = spec.window_steps, spec.context_steps
     n = batch.n_series
-    contexts = np.concatenate([
-        batch.values[:, end - window - context + 1:end - window + 1] for end in end_indices
-    ])
+    starts = [end - window + 1 for end in end_indices]
+    # Each window is scored against the forecast made at the start of its block.
+    leads = [spec.lead_steps(int(batch.timestamps_ms[start])) for start in starts]
+    width = window + max(leads, default=0)
+    contexts = np.concatenate([_columns(batch.values, start - lead - context, context)
+                               for start, lead in zip(starts, leads, strict=True)])
+    # A block's points up to the window's end (later ones, of a longer block, are NaN).
+    blocks = np.concatenate([_columns(batch.values, start - lead, lead + window, width)
+                             for start, lead in zip(starts, leads, strict=True)])
     actuals = np.concatenate([batch.values[:, end - window + 1:end + 1] for end in end_indices])
-    checked = check_windows(spec.scoring, contexts, actuals, spec.step,
-                            partial(engine.forecast, spec.model), n, history)
+    checked = check_windows(spec.scoring, contexts, blocks, spec.step,
+                            partial(engine.forecast, spec.model), n, history,
+                            leads=leads if spec.block_steps is not None else None)
     forecast_ok: np.ndarray = np.asarray(np.isfinite(checked.yhat).all(axis=1))
     # A window without one actual value: the source stopped, and nothing is scored.
     has_actual: np.ndarray = np.asarray(np.isfinite(actuals).any(axis=1))
@@ -229,6 +237,17 @@ def check_slots(
     # Stale wins over skipped: a source that stopped has no context to forecast from either.
     return CheckOutput(out, scores, int((~forecast_ok[last] & has_actual[last]).sum()),
                        checked, int((~has_actual[last]).sum()))
+
+
+def _columns(values: np.ndarray, first: int, count: int, width: int | None = None,
+             ) -> np.ndarray:
+    """``count`` columns of ``values`` from ``first`` on, NaN where that reaches before
+    the rows read, padded with NaN to ``width`` columns."""
+    out = np.full((values.shape[0], width or count), np.nan)
+    lo, hi = max(first, 0), min(first + count, values.shape[1])
+    if hi > lo:
+        out[:, lo - first:hi - first] = values[:, lo:hi]
+    return out
 
 
 def forecast_ahead(
@@ -291,7 +310,7 @@ def read_slot(
     clock = StageClock()
     result = RunResult(spec.name, at, stage_seconds=clock.stages, part_seconds=clock.parts)
     check = mode in (Mode.anomaly, Mode.both)
-    span = spec.context_steps + (spec.window_steps if check else 0) - 1
+    span = spec.check_span_steps if check else spec.context_steps - 1
     with clock.stage("query"):
         first = at - span * spec.step_ms
         batch = (fetch(spec, tsdb, first, at) if contexts is None

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from openanomaly.adapters.models.local_engine import LocalModelEngine
 from openanomaly.adapters.models.settings import SeasonalNaiveSettings
@@ -80,10 +81,12 @@ def test_the_replay_scores_exactly_what_live_runs_write_for_the_same_data():
     values[700:706] = np.nan  # a gap: NaN scores, left out of the history
     # A rough stretch in the warm-up: its raw scores raise the calibration of later rows.
     values[100:170] += np.random.default_rng(5).normal(0, 3, 70)
-    # Windows short enough that calibration and suppression act within the file.
-    scoring = ScoringSpec(calibration_window="1d", suppression_window="2h")
+    # Windows short enough that calibration and suppression act within the file; one
+    # forecast per check window, as the replay's blocks.
+    scoring = ScoringSpec(calibration_window="1d", suppression_window="2h",
+                          forecast_block=horizon)
     replayed = replay_file(ReplayInput("f.csv", values, (), 300.0), scoring, ENGINE, "naive",
-                           horizon=horizon, context=context)
+                           horizon=horizon, context=context, window=horizon)
 
     # Placed so that each block's last row falls on the schedule's (horizon-long) grid.
     block_ms = horizon * step_ms
@@ -112,3 +115,43 @@ def test_the_replay_scores_exactly_what_live_runs_write_for_the_same_data():
     assert at_rows.tolist() == list(range(first, last))
     np.testing.assert_allclose(live, expected[at_rows], rtol=1e-12, equal_nan=True)
     assert live[at_rows == 1000][0] > 1 and np.nanmax(live[at_rows < 1000]) < 1
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_runs_that_check_parts_of_a_block_score_as_the_replay_of_that_block(calibrated):
+    """A pipeline checking every few steps scores each point against the forecast made at
+    the start of its block and calibrates each window on the history before it, block's
+    earlier windows included, as the replay does."""
+    rows, block, window, context, step_ms = 1200, 24, 6, 400, 300_000
+    values = signal(rows, seed=4)
+    values[1000] += 8
+    calibration = {"calibration_window": "1d", "suppression_window": "2h"} if calibrated \
+        else {"calibration_window": None, "suppression_window": None}
+    scoring = ScoringSpec(forecast_block=block, **calibration)
+    replayed = replay_file(ReplayInput("f.csv", values, (), 300.0), scoring, ENGINE, "naive",
+                           horizon=None, context=context, window=window)
+
+    # Blocks end at multiples of the block from the epoch; the replay's first block is one.
+    block_ms = block * step_ms
+    first_end = 1_700_000_000_000 - 1_700_000_000_000 % block_ms
+    first = first_scored_row(rows)
+    warm = warm_up_origin(first, block) if calibrated else first
+    t0 = first_end - (warm + block - 1) * step_ms
+    tsdb = FakeTSDB([Series.of({"__name__": "m"}, t0 + np.arange(rows) * step_ms, values)])
+    spec = PipelineSpec(name="p", query="m", model="naive", step="5m",
+                        context=f"{context * 5}m", horizon="2h", schedule=f"{window * 5}m",
+                        scoring=scoring)
+    assert spec.block_steps == block
+    for end in range(warm + window - 1, rows, window):
+        run_anomaly_check(spec, t0 + end * step_ms, tsdb, ENGINE)
+    (_, written), = tsdb.series_named("openanomaly_anomaly_score").items()
+    at_rows = (np.array(sorted(written)) - t0) // step_ms
+    live = np.array([written[t] for t in sorted(written)])
+    reported = at_rows >= first
+    at_rows, live = at_rows[reported], live[reported]
+    expected = replayed.labelled.scores[at_rows]
+
+    assert at_rows.tolist() == list(range(first, rows - (rows - warm) % window))
+    np.testing.assert_allclose(live, expected, rtol=1e-12, equal_nan=True)
+    assert live[at_rows == 1000][0] > 1
+

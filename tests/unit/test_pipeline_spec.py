@@ -16,6 +16,27 @@ def test_defaults_and_derived_steps():
     assert p.output.prefix == "openanomaly_"
 
 
+def test_windows_lie_in_forecast_blocks_that_end_at_multiples_of_the_block():
+    p = spec(step="1m", context="1d", schedule="5m")
+    assert p.block_steps == 48
+    # Blocks end at multiples of 48 minutes from the epoch, as slots end at multiples of 5.
+    block_end = 1_700_000_000_000 - 1_700_000_000_000 % (48 * 60_000)
+    first_point = block_end + 60_000
+    assert p.lead_steps(first_point) == 0
+    assert p.lead_steps(first_point + 10 * 60_000) == 10
+    assert p.lead_steps(block_end) == 47
+    # The read reaches the context before the earliest block start a window may lie in.
+    assert p.check_span_steps == 1440 + 5 - 1 + 47
+
+
+@pytest.mark.parametrize("block", [None, 5, 3])
+def test_without_blocks_longer_than_a_window_each_window_has_its_own_forecast(block):
+    p = spec(step="1m", context="1d", schedule="5m", scoring={"forecast_block": block})
+    assert p.block_steps is None
+    assert p.lead_steps(1_700_000_123_000 - 1_700_000_123_000 % 60_000) == 0
+    assert p.check_span_steps == 1440 + 5 - 1
+
+
 def test_cron_schedule_needs_a_check_window():
     with pytest.raises(ValidationError, match="check_window"):
         spec(schedule="*/5 * * * *")
@@ -34,6 +55,7 @@ def test_cron_schedule_needs_a_check_window():
     ({"max_series": 0}, "greater than or equal to 1"),
     ({"timezone": "Mars/Olympus"}, "unknown time zone"),
     ({"scoring": {"tecnique": "zscore"}}, "Extra inputs"),
+    ({"scoring": {"forecast_block": 0}}, "greater than or equal to 1"),
 ])
 def test_invalid_specs_say_what_is_wrong(fields, message):
     with pytest.raises(ValidationError, match=message):

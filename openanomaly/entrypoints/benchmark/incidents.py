@@ -18,7 +18,7 @@ from typing import Any
 from openanomaly.config import ModelSettings
 from openanomaly.domain.incident_scoring import FA_PER_DAY_GOAL, QUICK_STEPS, ClassSummary
 from openanomaly.domain.incidents import CASES_PER_CLASS, CONTROL, Case
-from openanomaly.entrypoints.benchmark.nab import Configuration, replay_corpus
+from openanomaly.entrypoints.benchmark.nab import Configuration, blocks_text, replay_corpus
 from openanomaly.services.incident_bench import TOLERANCE_S, SuiteResult, run_suite
 from openanomaly.services.nab_replay import Replayed, ReplayInput
 
@@ -35,7 +35,7 @@ class Measured:
 class SuiteOptions:
     seeds: list[int]
     steps: list[int]
-    horizon: int
+    horizon: int | None
     context: int
     jobs: int
     threshold: float | None
@@ -184,8 +184,10 @@ def markdown(measured: Sequence[Measured], cases: int, options: SuiteOptions, co
         f"with one labelled incident or none (controls): {CASES_PER_CLASS} cases per class "
         f"on different shapes and noise levels, at steps of {steps}, seed(s) {seeds}. Each "
         "series is replayed causally through the production scoring, as `benchmark nab` "
-        f"replays NAB: every block of {options.horizon} rows is forecast from at most "
-        f"the {options.context} rows before it and scored with the pipeline's options.",
+        f"replays NAB: every block of {blocks_text(options.horizon)} is forecast from at most "
+        f"the {options.context} rows before it and scored with the pipeline's options, "
+        "calibrated one 5-minute check window at a time, as a pipeline on the default "
+        "schedule is.",
         "",
         "- **found**: a row of the incident's window, or of the "
         f"{TOLERANCE_S / 60:g} minutes after it, scores above the alarm threshold.",

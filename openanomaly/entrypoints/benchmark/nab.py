@@ -69,14 +69,14 @@ def _share_cores(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _replay_one(item: ReplayInput, scoring: ScoringSpec, model: str, horizon: int,
-                context: int) -> Replayed:
+def _replay_one(item: ReplayInput, scoring: ScoringSpec, model: str,
+                horizon: int | None, context: int) -> Replayed:
     assert _engine is not None, "_start_worker runs first in every worker process"
     return replay_file(item, scoring, _engine, model, horizon, context)
 
 
 def replay_corpus(items: list[ReplayInput], models: dict[str, ModelSettings],
-                  scoring: ScoringSpec, model: str, horizon: int, context: int,
+                  scoring: ScoringSpec, model: str, horizon: int | None, context: int,
                   jobs: int, cache: Path | None = None) -> list[Replayed]:
     """Replay every file, in ``jobs`` processes (each loads the model once)."""
     with Progress("replay", "file", total=len(items)) as progress:
@@ -97,7 +97,7 @@ def replay_corpus(items: list[ReplayInput], models: dict[str, ModelSettings],
 
 def run_nab(
     data: Path, model: str, models: dict[str, ModelSettings], scoring: ScoringSpec,
-    horizon: int, context: int, out: Path | None, echo: Callable[[str], None],
+    horizon: int | None, context: int, out: Path | None, echo: Callable[[str], None],
     jobs: int = 1, cache: Path | None = None,
 ) -> list[ProfileResult]:
     items = corpus_items(data)
@@ -140,6 +140,14 @@ def run_nab(
                          "files": [vars(f) for f in r.files]} for r in results],
         }, indent=2, default=str))
     return results
+
+
+def blocks_text(horizon: int | None) -> str:
+    """The replay's blocks, for a results page."""
+    if horizon is not None:
+        return f"{horizon} rows"
+    return ("rows that a pipeline scores against one forecast (the configuration's "
+            "`forecast_block`, 48 unless set)")
 
 
 def corpus_items(data: Path) -> list[ReplayInput]:
@@ -226,7 +234,8 @@ class ReportRow:
 
 
 def write_report(
-    data: Path, configurations_path: Path, models: dict[str, ModelSettings], horizon: int,
+    data: Path, configurations_path: Path, models: dict[str, ModelSettings],
+    horizon: int | None,
     context: int, jobs: int, out: Path, command: str, echo: Callable[[str], None],
     cache: Path | None = None,
 ) -> None:
@@ -299,7 +308,7 @@ def _lever_gains(rows: list[ReportRow]) -> list[str]:
 
 
 def _markdown(rows: list[ReportRow], chosen: dict[str, list[HeldOut]], files: int,
-              data: Path, horizon: int, context: int, jobs: int, total: float,
+              data: Path, horizon: int | None, context: int, jobs: int, total: float,
               command: str) -> str:
     import platform
 
@@ -314,9 +323,11 @@ def _markdown(rows: list[ReportRow], chosen: dict[str, list[HeldOut]], files: in
         f"`{command}`",
         "",
         f"{files} labelled files of the Numenta Anomaly Benchmark ({data.name}), replayed "
-        f"causally through the production scoring: every block of {horizon} rows is "
-        f"forecast from the {context} rows before it, on the file's step grid (missing "
-        "steps are gaps), and scored with the pipeline's options; the first 15 % of each "
+        f"causally through the production scoring: every block of {blocks_text(horizon)} "
+        f"is forecast from the {context} rows before it, on the file's step grid (missing "
+        "steps are gaps), and scored with the pipeline's options, calibrated one 5-minute "
+        "check window at a time (one row at steps of 5 minutes and more), as a pipeline on "
+        "the default schedule is; the first 15 % of each "
         "file is context only. Scores are NAB's, normalised so that a detector that never "
         "alarms scores 0 and a perfect one 100.",
         "",
