@@ -102,7 +102,8 @@ def check_windows(
             at = (slice(first, first + n_series), slice(start, start + part))
             calibrated = calibrate(scored.score[at], history(scored.score[at]),
                                    suppress=scoring.suppression_window is not None,
-                                   exceedance=exceedance)
+                                   exceedance=exceedance,
+                                   realarm_margin=scoring.realarm_margin)
             final[at] = calibrated.score
             factor = calibrated.band_factor[:, None]
             yhat = scored.yhat[at]

@@ -162,11 +162,13 @@ def calibration_scale(history: ScoreHistory, exceedance: float | None) -> FloatA
 
 
 def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
-              exceedance: float | None = None) -> Calibrated:
+              exceedance: float | None = None, realarm_margin: float = 1.0) -> Calibrated:
     """Calibrated (and, with ``suppress``, de-duplicated) scores of ``raw`` (n, m).
 
     ``exceedance``: the chance per point that an ordinary point of the series scores above
-    1 (from the tail fit, see ``tail_level``); None calibrates on the quantile alone."""
+    1 (from the tail fit, see ``tail_level``); None calibrates on the quantile alone.
+    ``realarm_margin``: after a point that alarmed, how many times stronger than it a
+    later point must be to alarm again (1: merely stronger)."""
     scale = calibration_scale(history, exceedance)
     with np.errstate(invalid="ignore"):
         level = np.log1p(np.maximum(raw, 0.0)) / scale[:, None]
@@ -179,6 +181,8 @@ def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
     running = np.maximum.accumulate(np.nan_to_num(level, nan=0.0), axis=1)
     before = np.concatenate([earlier[:, None], running[:, :-1]], axis=1)
     before = np.maximum(before, earlier[:, None])
+    if realarm_margin != 1.0:
+        before = np.where(before >= 1.0, before * realarm_margin, before)
     return Calibrated(level / np.maximum(before, 1.0), band_factor)
 
 

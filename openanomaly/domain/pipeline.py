@@ -92,6 +92,13 @@ class ScoringSpec(_Strict):
         description="after an alarm, a point alarms again only if stronger than every point "
         "of this window before it (one incident, one alert); needs calibration_window",
     )
+    realarm_margin: float = Field(
+        default=1.0, ge=1.0,
+        description="after an alarm, a point within suppression_window alarms again only "
+        "if this many times stronger than the strongest point before it (1: merely "
+        "stronger); above 1, a slowly worsening incident alerts once rather than at each "
+        "new peak",
+    )
 
     detectors: tuple[Detector, ...] = Field(
         default=(Detector.frozen,),
@@ -110,7 +117,7 @@ class ScoringSpec(_Strict):
         "every multiple of this many steps (counted from the epoch) and each scores the "
         "points up to the next, so an incident that unfolds within a block is measured "
         "against what was expected before it began rather than against a forecast that "
-        "already follows it; never less than the check window; null: one forecast just "
+        "already follows it; rounded up to whole check windows; null: one forecast just "
         "before each check window",
     )
 
@@ -156,6 +163,14 @@ class OutputSpec(_Strict):
             if not _LABEL_NAME.match(name) or name.startswith("__"):
                 raise ValueError(f"extra label {name!r} is not a valid label name")
         return labels
+
+
+def block_length(forecast_block: int | None, window_steps: int) -> int | None:
+    """Points scored against one forecast: ``forecast_block`` rounded up to whole check
+    windows, so that no window straddles two blocks (None where that is one window)."""
+    if forecast_block is None or forecast_block <= window_steps:
+        return None
+    return -(-forecast_block // window_steps) * window_steps
 
 
 class PipelineSpec(_Strict):
@@ -246,9 +261,8 @@ class PipelineSpec(_Strict):
     @property
     def block_steps(self) -> int | None:
         """Points scored against one forecast where that is more than a check window
-        (see ``ScoringSpec.forecast_block``); None: one forecast per check window."""
-        block = self.scoring.forecast_block
-        return block if block is not None and block > self.window_steps else None
+        (see ``block_length``); None: one forecast per check window."""
+        return block_length(self.scoring.forecast_block, self.window_steps)
 
     def lead_steps(self, window_start_ms: int) -> int:
         """Steps between the start of the block a check window starts in and the

@@ -1,13 +1,14 @@
 """Replay labelled series causally through the production scoring, for the NAB benchmark.
 
 Each file is cut into blocks of rows after its probation period, as many as a pipeline
-scores against one forecast (``block_rows``); every block is forecast from at most
-``context`` rows before it (never from the rows it is judged on) and scored with the
-pipeline's domain scoring, exactly as the scheduled anomaly checks of that block would:
-raw interval scores first, then, when the pipeline calibrates, the detection stage with
-the statistics of the raw scores before the block, as production reads them back from
-the database. The blocks of the probation period's second half are scored too, unreported,
-so that calibration starts warm, as it does in production after a backfill.
+on the default schedule scores against one forecast (``block_rows``); every block is
+forecast from at most ``context`` rows before it (never from the rows it is judged on)
+and scored with the pipeline's domain scoring, exactly as the scheduled anomaly checks of
+that block would: raw interval scores first, then, when the pipeline calibrates, the
+detection stage, one check window at a time with the statistics of the raw scores before
+it, as production reads them back from the database. The blocks of the probation period's
+second half are scored too, unreported, so that calibration starts warm, as it does in
+production after a backfill.
 
 The same blocks give the forecast accuracy of the model against seasonal naive.
 """
@@ -25,7 +26,7 @@ from openanomaly.domain.check import HistoryOf, check_windows, prepare_contexts
 from openanomaly.domain.detection import RunningHistory, history_quantile, window_points
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.nab_scoring import LabelledScores, first_scored_row
-from openanomaly.domain.pipeline import ScoringSpec
+from openanomaly.domain.pipeline import ScoringSpec, block_length
 from openanomaly.domain.series import FloatArray
 from openanomaly.ports import ModelEngine
 
@@ -40,15 +41,12 @@ def window_rows(step_seconds: float) -> int:
     return max(1, round(DEFAULT_WINDOW_S / step_seconds))
 
 
-def block_rows(scoring: ScoringSpec, step_seconds: float, horizon: int | None = None) -> int:
+def block_rows(scoring: ScoringSpec, window: int, horizon: int | None = None) -> int:
     """Rows scored against one forecast: ``horizon`` where given, else what a pipeline
-    with this scoring scores against one: its ``forecast_block``, or without blocks, its
-    default check window."""
+    checking ``window`` rows at a time scores against one (``block_length``)."""
     if horizon is not None:
         return horizon
-    if scoring.forecast_block is not None:
-        return scoring.forecast_block
-    return window_rows(step_seconds)
+    return block_length(scoring.forecast_block, window) or window
 
 
 @dataclass(frozen=True)
@@ -133,8 +131,9 @@ def replay_file(
     """Replay on the step grid, where gaps are NaN as in production, and report one
     score per row of the file; blocks of ``horizon`` rows (None: ``block_rows``), each
     calibrated in check windows of ``window`` rows (None: a default pipeline's)."""
-    horizon = block_rows(scoring, item.step_seconds, horizon)
-    window = min(window or window_rows(item.step_seconds), horizon)
+    window = window or window_rows(item.step_seconds)
+    horizon = block_rows(scoring, window, horizon)
+    window = min(window, horizon)
     if item.positions is None:
         return _replay_grid(item, scoring, engine, model, horizon, window, context)
     positions = item.positions

@@ -46,6 +46,17 @@ def test_suppression_keeps_the_first_alarm_of_a_burst_and_stronger_ones():
     assert alarms.tolist() == [False, True, False, False, True, False]
 
 
+def test_a_realarm_margin_keeps_a_slowly_worsening_incident_to_one_alarm():
+    # Levels log1p(raw): 2.30, 2.40, 2.64, 3.43: each a new peak, the last 30 % above.
+    raw = np.array([[9.0, 10.0, 13.0, 30.0]])
+    merely_stronger = calibrate(raw, NO_HISTORY, suppress=True)
+    assert (merely_stronger.score[0] > 1).tolist() == [True, True, True, True]
+    with_margin = calibrate(raw, NO_HISTORY, suppress=True, realarm_margin=1.2)
+    assert (with_margin.score[0] > 1).tolist() == [True, False, False, True]
+    # The first alarm, with nothing alarming before it, is not held back by the margin.
+    assert with_margin.score[0, 0] == pytest.approx(merely_stronger.score[0, 0])
+
+
 def test_a_peak_in_the_history_suppresses_weaker_points():
     history = ScoreHistory(np.array([np.nan]), np.array([50.0]))
     out = calibrate(np.array([[10.0, 60.0]]), history, suppress=True)

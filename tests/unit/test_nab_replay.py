@@ -122,12 +122,14 @@ def test_runs_that_check_parts_of_a_block_score_as_the_replay_of_that_block(cali
     """A pipeline checking every few steps scores each point against the forecast made at
     the start of its block and calibrates each window on the history before it, block's
     earlier windows included, as the replay does."""
-    rows, block, window, context, step_ms = 1200, 24, 6, 400, 300_000
+    # Blocks of 24 steps, rounded up to whole windows of 5: 25.
+    rows, window, context, step_ms = 1200, 5, 400, 300_000
+    block = 25
     values = signal(rows, seed=4)
     values[1000] += 8
     calibration = {"calibration_window": "1d", "suppression_window": "2h"} if calibrated \
         else {"calibration_window": None, "suppression_window": None}
-    scoring = ScoringSpec(forecast_block=block, **calibration)
+    scoring = ScoringSpec(forecast_block=24, **calibration)
     replayed = replay_file(ReplayInput("f.csv", values, (), 300.0), scoring, ENGINE, "naive",
                            horizon=None, context=context, window=window)
 

@@ -18,15 +18,17 @@ def test_defaults_and_derived_steps():
 
 def test_windows_lie_in_forecast_blocks_that_end_at_multiples_of_the_block():
     p = spec(step="1m", context="1d", schedule="5m")
-    assert p.block_steps == 48
-    # Blocks end at multiples of 48 minutes from the epoch, as slots end at multiples of 5.
-    block_end = 1_700_000_000_000 - 1_700_000_000_000 % (48 * 60_000)
+    # 48 steps, rounded up to whole 5-minute windows: no window straddles two blocks.
+    assert p.block_steps == 50
+    # Blocks end at multiples of 50 minutes from the epoch, as slots end at multiples of 5.
+    block_end = 1_700_000_000_000 - 1_700_000_000_000 % (50 * 60_000)
     first_point = block_end + 60_000
     assert p.lead_steps(first_point) == 0
     assert p.lead_steps(first_point + 10 * 60_000) == 10
-    assert p.lead_steps(block_end) == 47
+    assert p.lead_steps(block_end - 4 * 60_000) == 45  # the first point of the last window
     # The read reaches the context before the earliest block start a window may lie in.
-    assert p.check_span_steps == 1440 + 5 - 1 + 47
+    assert p.check_span_steps == 1440 + 5 - 1 + 49
+    assert spec(step="5m", context="5d", schedule="5m").block_steps == 48
 
 
 @pytest.mark.parametrize("block", [None, 5, 3])

@@ -146,8 +146,9 @@ def blocks_text(horizon: int | None) -> str:
     """The replay's blocks, for a results page."""
     if horizon is not None:
         return f"{horizon} rows"
-    return ("rows that a pipeline scores against one forecast (the configuration's "
-            "`forecast_block`, 48 unless set)")
+    return ("rows that a pipeline on the default 5-minute schedule scores against one "
+            "forecast (the configuration's `forecast_block`, 48 unless set, rounded up to "
+            "whole check windows: 50 rows at steps of 60 s)")
 
 
 def corpus_items(data: Path) -> list[ReplayInput]:
