@@ -156,4 +156,3 @@ def test_runs_that_check_parts_of_a_block_score_as_the_replay_of_that_block(cali
     assert at_rows.tolist() == list(range(first, rows - (rows - warm) % window))
     np.testing.assert_allclose(live, expected, rtol=1e-12, equal_nan=True)
     assert live[at_rows == 1000][0] > 1
-
