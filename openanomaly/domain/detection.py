@@ -181,8 +181,8 @@ def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
     running = np.maximum.accumulate(np.nan_to_num(level, nan=0.0), axis=1)
     before = np.concatenate([earlier[:, None], running[:, :-1]], axis=1)
     before = np.maximum(before, earlier[:, None])
-    if realarm_margin != 1.0:
-        before = np.where(before >= 1.0, before * realarm_margin, before)
+    # Only a point that alarmed (1 or more) raises the bar for the next by the margin.
+    before = np.where(before >= 1.0, before * realarm_margin, before)
     return Calibrated(level / np.maximum(before, 1.0), band_factor)
 
 

@@ -92,6 +92,10 @@ def _known_model(model: str, models: dict[str, ModelSettings]) -> None:
         raise click.BadParameter(f"unknown model {model!r}; known: {', '.join(sorted(models))}")
 
 
+_replay_horizon_option = click.option(
+    "--horizon", default=None, type=click.IntRange(1),
+    help="Rows forecast at once before the replay advances [default: the scoring's "
+    "forecast_block (each configuration's), as a pipeline scores them].")
 _forecast_cache_option = click.option(
     "--forecast-cache", "forecast_cache", type=click.Path(path_type=Path, file_okay=False),
     default=None, help="Keep forecasts in this folder and reuse them in later runs that "
@@ -544,9 +548,7 @@ def worker(ctx: click.Context, concurrency: int | None, log_level: str | None) -
 @click.option("--pipeline-options", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="YAML with the pipeline's scoring options (default: defaults).")
 @click.option("--model", default="fracast", show_default=True)
-@click.option("--horizon", default=None, type=click.IntRange(1),
-              help="Rows forecast at once before the replay advances [default: the "
-              "scoring's forecast_block, as a pipeline scores them].")
+@_replay_horizon_option
 @click.option("--context", default=2048, show_default=True, type=click.IntRange(8))
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
               help="Files replayed in parallel processes (each loads the model).")
@@ -578,9 +580,7 @@ def bench_nab(ctx: click.Context, data: Path, pipeline_options: Path | None, mod
 @click.option("--configurations", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("benchmarks/nab_configurations.yaml"), show_default=True,
               help="YAML listing the detector configurations to compare.")
-@click.option("--horizon", default=None, type=click.IntRange(1),
-              help="Rows forecast at once before the replay advances [default: each "
-              "configuration's forecast_block, as a pipeline scores them].")
+@_replay_horizon_option
 @click.option("--context", default=2048, show_default=True, type=click.IntRange(8))
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("docs/benchmarks.md"),
@@ -645,9 +645,7 @@ def _classes(text: str | None) -> list[str]:
               help="Comma-separated steps in seconds: each builds the whole suite anew.")
 @click.option("--classes", default=None,
               help="Comma-separated incident classes (default: all); controls always run.")
-@click.option("--horizon", default=None, type=click.IntRange(1),
-              help="Rows forecast at once before the replay advances [default: the "
-              "scoring's forecast_block, as a pipeline scores them].")
+@_replay_horizon_option
 @click.option("--context", default=2048, show_default=True, type=click.IntRange(8))
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
               help="Series replayed in parallel processes (each loads the model).")

@@ -204,8 +204,7 @@ def check_slots(
                              for start, lead in zip(starts, leads, strict=True)])
     actuals = np.concatenate([batch.values[:, end - window + 1:end + 1] for end in end_indices])
     checked = check_windows(spec.scoring, contexts, blocks, spec.step,
-                            partial(engine.forecast, spec.model), n, history,
-                            leads=leads if spec.block_steps is not None else None)
+                            partial(engine.forecast, spec.model), n, history, leads=leads)
     forecast_ok: np.ndarray = np.asarray(np.isfinite(checked.yhat).all(axis=1))
     # A window without one actual value: the source stopped, and nothing is scored.
     has_actual: np.ndarray = np.asarray(np.isfinite(actuals).any(axis=1))

@@ -52,9 +52,9 @@ class CeleryOptions:
     shard_series: int
     threads: int = 1
     redis_url: str | None = None
+    """None: start a local redis-server for the run."""
     share_contexts: bool = True
     """False: each worker keeps its own contexts (scheduler.share_contexts)."""
-    """None: start a local redis-server for the run."""
 
 
 @dataclass
@@ -170,8 +170,8 @@ def wait_for_workers(client: Any, count: int, folder: Path) -> None:
     deadline = time.monotonic() + WORKER_START_S
     while len(client.control.ping(timeout=1.0)) < count:
         if time.monotonic() > deadline:
-            logs = "\n".join(p.read_text()[-1500:] for p in sorted(folder.glob("worker-*.log")))
-            raise RuntimeError(f"the workers did not start within {WORKER_START_S:g} s:\n{logs}")
+            raise RuntimeError(f"the workers did not start within {WORKER_START_S:g} s:\n"
+                               f"{_worker_logs(folder)}")
 
 
 def measure_slot(client: Any, ledger: SlotLedger, shards: ShardStore, settings: AppConfig,
@@ -182,18 +182,23 @@ def measure_slot(client: Any, ledger: SlotLedger, shards: ShardStore, settings: 
         if task.failed():
             raise RuntimeError(f"the slot's task failed: {task.result!r}")
         if time.perf_counter() - sent > settings.scheduler.task_time_limit * 4:
-            logs = "\n".join(p.read_text()[-1500:] for p in sorted(folder.glob("worker-*.log")))
-            raise RuntimeError(f"slot {slot} was not done in time:\n{logs}")
+            raise RuntimeError(f"slot {slot} was not done in time:\n{_worker_logs(folder)}")
         time.sleep(0.05)
     wall = time.perf_counter() - sent
     answer = task.get(timeout=60)
-    runs = (list(shards.summaries(e2e_bench.PIPELINE, slot).values())
-            if answer["status"] == "sharded" else [answer])
-    read_s = answer["seconds"] if answer["status"] == "sharded" else 0.0
+    # A sharded slot's task answers for its read; its shards' summaries hold the scoring.
+    sharded = answer["status"] == "sharded"
+    runs = list(shards.summaries(e2e_bench.PIPELINE, slot).values()) if sharded else [answer]
+    read_s = answer["seconds"] if sharded else 0.0
     return SlotMeasure(
         slot=slot, wall_s=wall, series=sum(r["series"] for r in runs),
-        shards=len(runs) if answer["status"] == "sharded" else 0, read_s=read_s,
-        read_stages=dict(answer["stage_seconds"]) if answer["status"] == "sharded" else {},
+        shards=len(runs) if sharded else 0, read_s=read_s,
+        read_stages=dict(answer["stage_seconds"]) if sharded else {},
         busy_s=read_s + sum(r["seconds"] for r in runs),
         inference_s=sum(r["stage_seconds"].get("inference", 0.0) for r in runs),
         redis_peak_bytes=redis_memory_peak(settings))
+
+
+def _worker_logs(folder: Path) -> str:
+    """The end of every worker's log, for an error that says why."""
+    return "\n".join(p.read_text()[-1500:] for p in sorted(folder.glob("worker-*.log")))

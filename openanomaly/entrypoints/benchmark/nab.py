@@ -29,9 +29,11 @@ from openanomaly.services.nab_replay import (
     Accuracy,
     Replayed,
     ReplayInput,
+    block_rows,
     grid_positions,
     replay,
     replay_file,
+    window_rows,
 )
 from openanomaly.yaml_safety import load_yaml
 
@@ -146,9 +148,11 @@ def blocks_text(horizon: int | None) -> str:
     """The replay's blocks, for a results page."""
     if horizon is not None:
         return f"{horizon} rows"
+    default = ScoringSpec().forecast_block
     return ("rows that a pipeline on the default 5-minute schedule scores against one "
-            "forecast (the configuration's `forecast_block`, 48 unless set, rounded up to "
-            "whole check windows: 50 rows at steps of 60 s)")
+            f"forecast (the configuration's `forecast_block`, {default} unless set, rounded "
+            "up to whole check windows: "
+            f"{block_rows(ScoringSpec(), window_rows(60.0))} rows at steps of 60 s)")
 
 
 def corpus_items(data: Path) -> list[ReplayInput]:
