@@ -66,11 +66,13 @@ class TSDBClient(Protocol):
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
                     quantile_window_ms: int, peak_window_ms: int | None, *,
                     max_series: int | None = None,
-                    tail_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
+                    tail_levels: Sequence[float] = (),
+                    recurring: tuple[int, int] | None = None) -> list[StoredScoreStats]:
         """Per series of ``metric`` written by ``pipeline``: the ``quantile`` of its samples
         in (at - quantile_window, at] and their maximum in (at - peak_window, at] (NaN
         without a peak window), computed by the database; with ``tail_levels``, also those
-        quantiles and the number of samples over the quantile window. ``max_series`` as
+        quantiles and the number of samples over the quantile window; with ``recurring``
+        (end_ms, window_ms), also their maximum in (end - window, end]. ``max_series`` as
         for query_range."""
         ...
 

@@ -103,7 +103,8 @@ def check_windows(
             calibrated = calibrate(scored.score[at], history(scored.score[at]),
                                    suppress=scoring.suppression_window is not None,
                                    exceedance=exceedance,
-                                   realarm_margin=scoring.realarm_margin)
+                                   realarm_margin=scoring.realarm_margin,
+                                   recurring_margin=scoring.recurring_margin)
             final[at] = calibrated.score
             factor = calibrated.band_factor[:, None]
             yhat = scored.yhat[at]

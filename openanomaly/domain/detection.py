@@ -12,21 +12,25 @@ comparable across series, all causal and per series:
    rises to what is unusual for that series.
 3. Suppression: after an alarm, a point alarms again only when it is stronger than every
    point of the previous ``suppression_window``, so one incident gives one alert rather
-   than one per point.
+   than one per point; and where a point near the same time one season earlier would
+   have alarmed, a point alarms only when ``recurring_margin`` times stronger than it, so
+   a nightly job's spike alarms on its first night rather than every night.
 
-The history each step needs is two numbers per series, the quantile and the maximum of the
-raw scores before the points being scored, so a database computes them server-side
-(``quantile_over_time`` and ``max_over_time`` of the raw score series) and an in-memory
-replay computes them from its own past scores. Both then call ``calibrate``.
+The history each step needs is a few numbers per series, the quantile and the maximum of
+the raw scores before the points being scored and their maximum near the same time a
+season earlier, so a database computes them server-side (``quantile_over_time`` and
+``max_over_time`` of the raw score series) and an in-memory replay computes them from its
+own past scores. Both then call ``calibrate``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import numpy.typing as npt
 
 from openanomaly.domain.pipeline import ScoringSpec
 from openanomaly.domain.rowstats import nanquantile_rows
@@ -78,6 +82,17 @@ class ScoreHistory:
     calibration window (None: calibrate on ``quantile`` alone)."""
     count: FloatArray | None = None
     """Raw scores in the calibration window."""
+    recurring: FloatArray | None = None
+    """The largest raw score near the same time one season earlier (see
+    ``RecurringSpan``); None or NaN: not looked at."""
+
+    def rows(self, index: slice | npt.NDArray[np.integer]) -> ScoreHistory:
+        """The history of some of the series."""
+        def pick(values: FloatArray | None) -> FloatArray | None:
+            return None if values is None else values[index]
+
+        return ScoreHistory(self.quantile[index], self.peak[index], pick(self.tail),
+                            pick(self.count), pick(self.recurring))
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,8 @@ class StoredScoreStats:
     tail: tuple[float, ...] = ()
     """Quantiles at ``TAIL_LEVELS`` (empty: not asked for)."""
     count: float = math.nan
+    recurring: float = math.nan
+    """The largest raw score over the recurring span (NaN: not asked for)."""
 
 
 @dataclass(frozen=True)
@@ -162,13 +179,16 @@ def calibration_scale(history: ScoreHistory, exceedance: float | None) -> FloatA
 
 
 def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
-              exceedance: float | None = None, realarm_margin: float = 1.0) -> Calibrated:
+              exceedance: float | None = None, realarm_margin: float = 1.0,
+              recurring_margin: float = 1.0) -> Calibrated:
     """Calibrated (and, with ``suppress``, de-duplicated) scores of ``raw`` (n, m).
 
     ``exceedance``: the chance per point that an ordinary point of the series scores above
     1 (from the tail fit, see ``tail_level``); None calibrates on the quantile alone.
     ``realarm_margin``: after a point that alarmed, how many times stronger than it a
-    later point must be to alarm again (1: merely stronger)."""
+    later point must be to alarm again (1: merely stronger).
+    ``recurring_margin``: where the history's ``recurring`` peak would have alarmed, how
+    many times stronger than it a point must be to alarm."""
     scale = calibration_scale(history, exceedance)
     with np.errstate(invalid="ignore"):
         level = np.log1p(np.maximum(raw, 0.0)) / scale[:, None]
@@ -183,6 +203,12 @@ def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
     before = np.maximum(before, earlier[:, None])
     # Only a point that alarmed (1 or more) raises the bar for the next by the margin.
     before = np.where(before >= 1.0, before * realarm_margin, before)
+    if history.recurring is not None:
+        again = np.log1p(np.maximum(np.nan_to_num(history.recurring, nan=0.0), 0.0)) / scale
+        # Only what would have alarmed then raises the bar now: an ordinary day before
+        # changes nothing.
+        again = np.where(again >= 1.0, recurring_margin * again, 0.0)
+        before = np.maximum(before, again[:, None])
     return Calibrated(level / np.maximum(before, 1.0), band_factor)
 
 
@@ -210,22 +236,88 @@ def window_points(seconds: float | None, step_seconds: float) -> int:
     return 0 if seconds is None else max(1, round(seconds / step_seconds))
 
 
+@dataclass(frozen=True)
+class RecurringSpan:
+    """Where the same time one season earlier lies, in points: the window's own points a
+    season back, widened by ``tolerance`` on both sides (a nightly job starts a little
+    earlier or later from one night to the next)."""
+
+    season: int
+    tolerance: int
+
+    @classmethod
+    def of(cls, scoring: ScoringSpec, step_seconds: float) -> RecurringSpan | None:
+        if scoring.recurring_tolerance is None or scoring.calibration_window is None:
+            return None
+        return cls(window_points(scoring.season, step_seconds),
+                   round(scoring.recurring_tolerance / step_seconds))
+
+    @property
+    def reach(self) -> int:
+        """Points of history back to the span's first, from a window's first point."""
+        return self.season + self.tolerance
+
+    def columns(self, start: int, width: int) -> tuple[int, int]:
+        """[first, last) of the span for a window of ``width`` points whose first is
+        column ``start`` of the history, cut to the history before it."""
+        first = max(0, start - self.reach)
+        return first, max(first, min(start, start + width - self.season + self.tolerance))
+
+    def time_range(self, start_ms: int, width: int, step_ms: int) -> tuple[int, int]:
+        """The span of a window of ``width`` points from ``start_ms`` as a database
+        selects it: (end_ms, range_ms), the samples in (end - range, end]."""
+        first, last = self.columns(self.reach, width)
+        return start_ms + (last - self.reach) * step_ms - 1, (last - first) * step_ms
+
+
+def _row_max(values: FloatArray) -> FloatArray:
+    if values.shape[1] == 0:
+        return np.full(values.shape[0], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN, on purpose
+        return np.asarray(np.nanmax(values, axis=1), dtype=float)
+
+
+def running_history(scoring: ScoringSpec, step_seconds: float,
+                    past: FloatArray) -> RunningHistory | None:
+    """The in-memory history of a pipeline's scoring (None without calibration)."""
+    if scoring.calibration_window is None:
+        return None
+    return RunningHistory(past, history_quantile(scoring, step_seconds),
+                          window_points(scoring.calibration_window, step_seconds),
+                          window_points(scoring.suppression_window, step_seconds),
+                          RecurringSpan.of(scoring, step_seconds))
+
+
+def history_points(scoring: ScoringSpec, step_seconds: float) -> int:
+    """Points of raw-score history the calibration reads before a window."""
+    recurring = RecurringSpan.of(scoring, step_seconds)
+    return max(window_points(scoring.calibration_window, step_seconds),
+               window_points(scoring.suppression_window, step_seconds),
+               recurring.reach if recurring is not None else 0)
+
+
 class RunningHistory:
     """ScoreHistory for windows scored in time order, from raw scores held in memory: the
     ``past`` before the first window (n, t) oldest first, then each window's own raw
     scores, as successive live runs would find them in the database."""
 
     def __init__(self, past: FloatArray, quantile: float, calibration_points: int,
-                 suppression_points: int) -> None:
+                 suppression_points: int, recurring: RecurringSpan | None = None) -> None:
         self.quantile = quantile
         self.calibration = calibration_points
         self.suppression = suppression_points
-        self.keep = max(calibration_points, suppression_points)
+        self.recurring = recurring
+        self.keep = max(calibration_points, suppression_points,
+                        recurring.reach if recurring is not None else 0)
         self.past = self._recent(past)
 
     def next_window(self, raw: FloatArray) -> ScoreHistory:
         """The history before ``raw`` (n, m), which then joins the past."""
         history = history_of(self.past, self.quantile, self.calibration, self.suppression)
+        if self.recurring is not None:
+            first, last = self.recurring.columns(self.past.shape[1], raw.shape[1])
+            history = replace(history, recurring=_row_max(self.past[:, first:last]))
         self.past = self._recent(np.concatenate([self.past, raw], axis=1))
         return history
 

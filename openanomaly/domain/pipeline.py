@@ -108,7 +108,7 @@ class ScoringSpec(_Strict):
     season: Duration = Field(
         default=86400.0, gt=0,
         description="the period the seasonal detector compares against (needs a context "
-        "longer than one season)",
+        "longer than one season), and how far back the recurring-alarm bar looks",
     )
 
     forecast_block: int | None = Field(
@@ -119,6 +119,19 @@ class ScoringSpec(_Strict):
         "against what was expected before it began rather than against a forecast that "
         "already follows it; rounded up to whole check windows; null: one forecast just "
         "before each check window",
+    )
+
+    recurring_tolerance: Duration | None = Field(
+        default=1800.0,
+        description="where a point within this much of the same time one season earlier "
+        "would have alarmed, a point alarms only if recurring_margin times stronger than "
+        "it (a nightly job's spike alarms once, not every night); null: off. Part of the "
+        "calibration: off without calibration_window",
+    )
+    recurring_margin: float = Field(
+        default=1.5, ge=1.0,
+        description="how many times stronger than an alarm at the same time one season "
+        "earlier a point must be to alarm (see recurring_tolerance)",
     )
 
     reanchor_shifts: bool = Field(

@@ -58,7 +58,4 @@ def shard_data(batch: SeriesBatch, history: ScoreHistory | None,
                          batch.values[rows])
     if history is None:
         return ShardData(picked, None)
-    return ShardData(picked, ScoreHistory(
-        history.quantile[rows], history.peak[rows],
-        None if history.tail is None else history.tail[rows],
-        None if history.count is None else history.count[rows]))
+    return ShardData(picked, history.rows(rows))

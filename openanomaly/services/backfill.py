@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from openanomaly.domain.detection import RunningHistory, history_quantile, window_points
+from openanomaly.domain.detection import RunningHistory, history_points, running_history
 from openanomaly.domain.output import RAW_SCORE
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.timeutil import align_down
@@ -66,12 +66,9 @@ def memory_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
     scoring = spec.scoring
     if scoring.calibration_window is None:
         return None
-    calibration = window_points(scoring.calibration_window, spec.step)
-    suppression = window_points(scoring.suppression_window, spec.step)
     past = stored_raw_scores(spec, tsdb, labels, first_window_ms,
-                             max(calibration, suppression))
-    return RunningHistory(past, history_quantile(scoring, spec.step), calibration,
-                          suppression)
+                             history_points(scoring, spec.step))
+    return running_history(scoring, spec.step, past)
 
 
 def backfill(

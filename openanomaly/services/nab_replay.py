@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from openanomaly.domain.check import HistoryOf, check_windows, prepare_contexts
-from openanomaly.domain.detection import RunningHistory, history_quantile, window_points
+from openanomaly.domain.detection import running_history
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.nab_scoring import LabelledScores, first_scored_row
 from openanomaly.domain.pipeline import ScoringSpec, block_length
@@ -97,12 +97,8 @@ class Replayed:
 def replay_history(scoring: ScoringSpec, item: ReplayInput) -> HistoryOf | None:
     """Each block is calibrated on the raw scores of the blocks before it, as successive
     production runs are on what earlier runs wrote."""
-    if scoring.calibration_window is None:
-        return None
-    return RunningHistory(
-        np.empty((1, 0)), history_quantile(scoring, item.step_seconds),
-        window_points(scoring.calibration_window, item.step_seconds),
-        window_points(scoring.suppression_window, item.step_seconds)).next_window
+    history = running_history(scoring, item.step_seconds, np.empty((1, 0)))
+    return history.next_window if history is not None else None
 
 
 def _pinball(actual: FloatArray, forecast: QuantileForecast, steps: int) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from openanomaly.domain.detection import RunningHistory, history_quantile, window_points
+from openanomaly.domain.detection import running_history
 from openanomaly.domain.output import ANOMALY_SCORE, YHAT, YHAT_LOWER, YHAT_UPPER
 from openanomaly.domain.pipeline import PipelineSpec
 from openanomaly.domain.series import FloatArray, Series
@@ -73,12 +73,8 @@ def preview(spec: PipelineSpec, start_ms: int, end_ms: int, tsdb: TSDBClient,
     if n == 0:
         return result
     labels = labels_of(spec, batch)
-    history = None
-    if spec.scoring.calibration_window is not None:
-        history = RunningHistory(
-            np.empty((n, 0)), history_quantile(spec.scoring, spec.step),
-            window_points(spec.scoring.calibration_window, spec.step),
-            window_points(spec.scoring.suppression_window, spec.step)).next_window
+    running = running_history(spec.scoring, spec.step, np.empty((n, 0)))
+    history = running.next_window if running is not None else None
     base = int(batch.timestamps_ms[0])
     columns: dict[str, list[FloatArray]] = {k: [] for k in ("yhat", "lower", "upper", "score")}
     per_request = max(1, min(32, ROWS_PER_REQUEST // n))

@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 
 from openanomaly.domain.check import Checked, HistoryOf, check_windows, prepare_contexts
-from openanomaly.domain.detection import TAIL_LEVELS, ScoreHistory, history_quantile
+from openanomaly.domain.detection import (
+    TAIL_LEVELS,
+    RecurringSpan,
+    ScoreHistory,
+    history_quantile,
+)
 from openanomaly.domain.errors import DuplicateSamples, OutOfOrderSamples, TooManySeries
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.output import (
@@ -154,29 +159,35 @@ def row_of(labels: list[dict[str, str]]) -> Callable[[Mapping[str, str]], int | 
 def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, str]],
                    before_ms: int) -> ScoreHistory:
     """The statistics of the raw scores earlier runs wrote, computed by the database over
-    the calibration and suppression windows ending just before ``before_ms``."""
+    the calibration and suppression windows ending just before ``before_ms`` (and over
+    the recurring span of the window starting there)."""
     scoring = spec.scoring
     assert scoring.calibration_window is not None
     quantile, peak = np.full(len(labels), np.nan), np.full(len(labels), np.nan)
+    recurring = np.full(len(labels), np.nan)
     levels = TAIL_LEVELS if scoring.false_alarm_days is not None else ()
     tail = np.full((len(labels), len(levels)), np.nan)
     count = np.zeros(len(labels))
     find = row_of(labels)
     suppression = scoring.suppression_window
+    span = RecurringSpan.of(scoring, spec.step)
+    recurring_range = (None if span is None
+                       else span.time_range(before_ms, spec.window_steps, spec.step_ms))
     for stats in tsdb.score_stats(
             spec.output.prefix + RAW_SCORE, spec.name, before_ms - 1,
             history_quantile(scoring, spec.step), round(scoring.calibration_window * 1000),
             round(suppression * 1000) if suppression is not None else None,
-            max_series=spec.max_series, tail_levels=levels):
+            max_series=spec.max_series, tail_levels=levels, recurring=recurring_range):
         i = find(stats.labels)
         if i is not None:
-            quantile[i], peak[i] = stats.quantile, stats.peak
+            quantile[i], peak[i], recurring[i] = stats.quantile, stats.peak, stats.recurring
             if levels and len(stats.tail) == len(levels):
                 tail[i] = stats.tail
                 count[i] = np.nan_to_num(stats.count, nan=0.0)
+    again = recurring if span is not None else None
     if not levels:
-        return ScoreHistory(quantile, peak)
-    return ScoreHistory(quantile, peak, tail, count)
+        return ScoreHistory(quantile, peak, recurring=again)
+    return ScoreHistory(quantile, peak, tail, count, recurring=again)
 
 
 def check_slots(
@@ -368,7 +379,7 @@ def score_and_write(read: SlotRead, tsdb: TSDBClient, engine: ModelEngine) -> Ru
         if check:
             checked = check_slots(
                 spec, timed, chunk, [end], labels[rows],
-                history=None if history is None else partial(_fixed, _rows_of(history, rows)))
+                history=None if history is None else partial(_fixed, history.rows(rows)))
             outputs += checked.series
             _add_chunk(result, checked, chunk, spec)
         if ahead:
@@ -476,12 +487,6 @@ def _chunks(n: int, size: int | None = None) -> list[slice]:
 
 def _fixed(history: ScoreHistory, _raw: object) -> ScoreHistory:
     return history
-
-
-def _rows_of(history: ScoreHistory, rows: slice) -> ScoreHistory:
-    return ScoreHistory(history.quantile[rows], history.peak[rows],
-                        None if history.tail is None else history.tail[rows],
-                        None if history.count is None else history.count[rows])
 
 
 def _add_chunk(result: RunResult, checked: CheckOutput, chunk: SeriesBatch,

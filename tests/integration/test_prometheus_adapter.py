@@ -233,6 +233,31 @@ def test_score_stats_with_the_tail_match_the_same_statistics_in_memory(prom_clie
         assert found[host].peak == pytest.approx(expected.peak[0], rel=1e-9)
 
 
+def test_score_stats_read_the_recurring_span_as_the_history_in_memory_does(prom_client,
+                                                                            unique):
+    # A live run asks the database for the largest raw score near the same time a season
+    # earlier; a backfill takes it from its own past. Both must pick the same samples.
+    from openanomaly.domain.detection import RecurringSpan, RunningHistory
+
+    metric, pipeline = unique("raw_score"), unique("p")
+    end = minute_now() - 10 * MINUTE
+    timestamps = end - MINUTE * np.arange(400)[::-1]
+    values = np.random.default_rng(3).exponential(1.0, 400)
+    prom_client.write([Series.of({"__name__": metric, "pipeline": pipeline}, timestamps,
+                                 values)])
+    span = RecurringSpan(season=120, tolerance=5)
+    width = 5  # a window of 5 points starting at the 341st sample
+    window_start = int(timestamps[340])
+    recurring = span.time_range(window_start, width, MINUTE)
+    (stats,) = prom_client.score_stats(metric, pipeline, window_start - 1, 0.5, 60 * MINUTE,
+                                       None, recurring=recurring)
+    history = RunningHistory(values[None, :340], 0.5, 60, 1, span)
+    expected = history.next_window(values[None, 340:345]).recurring
+    assert expected is not None
+    assert stats.recurring == pytest.approx(expected[0], rel=1e-12)
+    assert stats.recurring == pytest.approx(values[340 - 125:340 - 115 + width].max())
+
+
 def test_score_stats_without_tail_levels_ask_for_no_tail(prom_client, unique):
     metric, pipeline = unique("raw_score"), unique("p")
     end = minute_now() - 10 * MINUTE

@@ -73,3 +73,22 @@ def test_handed_over_data_goes_to_the_handover_redis_when_one_is_set(
     assert client.get(f"openanomaly:shards:{pipeline}:{SLOT}:plan") == b"2"
     assert contexts.latest(pipeline) == 180_000
     client.close()
+
+
+def test_a_shard_carries_its_series_raw_score_history(stores, pipeline):
+    # What the reading worker found in the database is what the scoring worker calibrates
+    # on, the same time a season earlier included.
+    from openanomaly.domain.detection import ScoreHistory
+
+    reader, scorer = stores
+    history = ScoreHistory(np.array([1.0, 2.0, 3.0]), np.array([4.0, np.nan, 6.0]),
+                           recurring=np.array([7.0, 8.0, np.nan]))
+    rows = np.array([0, 2])
+    reader.put(pipeline, SLOT, 0, shard_data(batch(3), history, rows))
+    got = scorer.get(pipeline, SLOT, 0)
+    assert got is not None and got.history is not None
+    np.testing.assert_array_equal(got.history.quantile, [1.0, 3.0])
+    np.testing.assert_array_equal(got.history.peak, [4.0, 6.0])
+    assert got.history.recurring is not None
+    np.testing.assert_array_equal(got.history.recurring, [7.0, np.nan])
+    assert got.history.tail is None and got.history.count is None

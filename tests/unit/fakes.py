@@ -103,29 +103,33 @@ class FakeTSDB:
 
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
                     quantile_window_ms: int, peak_window_ms: int | None, *,
-                    max_series: int | None = None,
-                    tail_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
+                    max_series: int | None = None, tail_levels: Sequence[float] = (),
+                    recurring: tuple[int, int] | None = None) -> list[StoredScoreStats]:
         """As Prometheus' quantile_over_time and max_over_time compute them: over the
         samples in (at - window, at]."""
         self.read_backs.append(("score_stats", metric, pipeline))
         self.series_bounds.append(max_series)
-        def over(window_ms: int | None) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
+        def over(window_ms: int | None, end_ms: int = at_ms,
+                 ) -> dict[tuple[tuple[str, str], ...], np.ndarray]:
             if window_ms is None:
                 return {}
-            found = self._written_in(metric, pipeline, at_ms - window_ms, at_ms)
+            found = self._written_in(metric, pipeline, end_ms - window_ms, end_ms)
             return {tuple(sorted((k, v) for k, v in one.labels.items() if k != "__name__")):
                     one.values[~np.isnan(one.values)] for one in found}
 
         quantiles, peaks = over(quantile_window_ms), over(peak_window_ms)
+        again = {} if recurring is None else over(recurring[1], recurring[0])
         out = []
-        for key in quantiles.keys() | peaks.keys():
+        for key in quantiles.keys() | peaks.keys() | again.keys():
             q, p = quantiles.get(key, np.empty(0)), peaks.get(key, np.empty(0))
-            if q.size or p.size:
+            r = again.get(key, np.empty(0))
+            if q.size or p.size or r.size:
                 tail = (tuple(float(v) for v in np.quantile(q, tail_levels))
                         if q.size and tail_levels else (np.nan,) * len(tail_levels))
                 out.append(StoredScoreStats(
                     dict(key), float(np.quantile(q, quantile)) if q.size else np.nan,
-                    float(np.max(p)) if p.size else np.nan, tail, float(q.size)))
+                    float(np.max(p)) if p.size else np.nan, tail, float(q.size),
+                    float(np.max(r)) if r.size else np.nan))
         return out
 
     def series_named(self, name: str) -> dict[tuple[tuple[str, str], ...], dict[int, float]]:

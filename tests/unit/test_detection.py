@@ -8,6 +8,8 @@ import pytest
 
 from openanomaly.domain.detection import (
     TAIL_LEVELS,
+    RecurringSpan,
+    RunningHistory,
     ScoreHistory,
     calibrate,
     calibration_scale,
@@ -164,3 +166,58 @@ def test_with_enough_points_above_the_level_its_own_quantile_calibrates():
     history = history_of(past, 1 - exceedance, 5_000, 1)
     np.testing.assert_allclose(calibration_scale(history, exceedance),
                                np.log1p(np.quantile(past, 1 - exceedance)))
+
+
+def test_an_alarm_at_the_same_time_a_season_earlier_raises_the_bar_by_the_margin():
+    # log1p(9) = 2.30: the day before alarmed near this time, so today's point must reach
+    # 1.5 x 2.30 = 3.45 (raw 30.5) to alarm.
+    raw = np.array([[9.0, 20.0, 40.0]])
+    history = ScoreHistory(np.array([np.nan]), np.array([np.nan]), recurring=np.array([9.0]))
+    out = calibrate(raw, history, suppress=True, recurring_margin=1.5)
+    assert (out.score[0] > 1).tolist() == [False, False, True]
+    assert out.score[0, 2] == pytest.approx(math.log1p(40.0) / (1.5 * math.log1p(9.0)))
+
+
+def test_an_ordinary_day_before_changes_nothing():
+    # log1p(1) = 0.69 would not have alarmed: no bar is raised, however large the margin.
+    raw = np.array([[9.0, 2.0]])
+    plain = calibrate(raw, NO_HISTORY, suppress=True)
+    history = ScoreHistory(np.array([np.nan]), np.array([np.nan]), recurring=np.array([1.0]))
+    out = calibrate(raw, history, suppress=True, recurring_margin=3.0)
+    np.testing.assert_array_equal(out.score, plain.score)
+
+
+def test_a_nightly_spike_alarms_on_its_first_night_only():
+    # Four days of 10 steps after a long quiet history: a spike of raw 9 near the same
+    # step each night (one step later on the third), and on the last day a spike at
+    # another time; scored in windows of 2 steps.
+    days, per_day = 4, 10
+    raw = np.full((1, days * per_day), 0.2)
+    for day, offset in enumerate((4, 4, 5, 4)):
+        raw[0, day * per_day + offset] = 9.0
+    raw[0, 3 * per_day + 8] = 9.0
+
+    def alarms(recurring: RecurringSpan | None) -> list[int]:
+        history = RunningHistory(np.full((1, 1000), 0.2), 0.99, 1000, 3, recurring)
+        found = []
+        for start in range(0, raw.shape[1], 2):
+            window = raw[:, start:start + 2]
+            out = calibrate(window, history.next_window(window), suppress=True,
+                            recurring_margin=1.5)
+            found += [start + int(i) for i in np.flatnonzero(out.score[0] > 1)]
+        return found
+
+    assert alarms(None) == [4, 14, 25, 34, 38]
+    assert alarms(RecurringSpan(per_day, 1)) == [4, 38]
+
+
+def test_the_recurring_span_is_the_window_a_season_back_widened_by_the_tolerance():
+    span = RecurringSpan(season=10, tolerance=2)
+    # A window of 3 points starting at column 30: columns 20-22 a season back, 18-24 with
+    # the tolerance.
+    assert span.columns(30, 3) == (18, 25)
+    # Cut to the history there is: none before column 0, nothing at or after the window.
+    assert span.columns(5, 3) == (0, 0)
+    assert span.columns(11, 3) == (0, 6)
+    assert RecurringSpan(season=2, tolerance=2).columns(30, 3) == (26, 30)
+    assert span.reach == 12

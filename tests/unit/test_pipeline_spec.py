@@ -62,3 +62,18 @@ def test_cron_schedule_needs_a_check_window():
 def test_invalid_specs_say_what_is_wrong(fields, message):
     with pytest.raises(ValidationError, match=message):
         spec(**fields)
+
+
+def test_the_recurring_alarm_bar_reads_a_duration_and_a_margin_of_at_least_1():
+    from openanomaly.domain.detection import RecurringSpan
+
+    spec = PipelineSpec(name="p", query="m", scoring={"recurring_tolerance": "15m"})
+    assert spec.scoring.recurring_tolerance == 900.0
+    assert RecurringSpan.of(spec.scoring, spec.step) == RecurringSpan(1440, 15)
+    off = PipelineSpec(name="p", query="m", scoring={"recurring_tolerance": None})
+    assert RecurringSpan.of(off.scoring, off.step) is None
+    raw = PipelineSpec(name="p", query="m", scoring={"calibration_window": None,
+                                                      "suppression_window": None})
+    assert RecurringSpan.of(raw.scoring, raw.step) is None  # part of the calibration
+    with pytest.raises(ValidationError, match="recurring_margin"):
+        PipelineSpec(name="p", query="m", scoring={"recurring_margin": 0.9})

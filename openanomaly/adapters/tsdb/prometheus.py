@@ -311,19 +311,21 @@ class PrometheusAdapter(Closing):
     def score_stats(self, metric: str, pipeline: str, at_ms: int, quantile: float,
                     quantile_window_ms: int, peak_window_ms: int | None, *,
                     max_series: int | None = None,
-                    tail_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
+                    tail_levels: Sequence[float] = (),
+                    recurring: tuple[int, int] | None = None) -> list[StoredScoreStats]:
         """Instant evaluations (``quantile_over_time``, ``max_over_time``, and for the tail
-        one query of several quantiles and ``count_over_time``) at ``at``, joined by label
-        set; the function results carry no ``__name__``."""
+        one query of several quantiles and ``count_over_time``) at ``at`` (the recurring
+        maximum at its own end), joined by label set; the function results carry no
+        ``__name__``."""
         selector = _written(metric, pipeline)
         window = _seconds_range(quantile_window_ms)
 
-        def at_instant(query: str, per_series: int = 1,
+        def at_instant(query: str, per_series: int = 1, when_ms: int = at_ms,
                        ) -> dict[frozenset[tuple[str, str]], float]:
             # An instant evaluation as a one-step range keeps one code path for reads.
             bound = None if max_series is None else max_series * per_series
             return {frozenset(found.labels.items()): float(found.values[-1])
-                    for found in self.query_range(query, at_ms, at_ms, 1000,
+                    for found in self.query_range(query, when_ms, when_ms, 1000,
                                                   max_series=bound)
                     if found.values.size}
 
@@ -332,6 +334,9 @@ class PrometheusAdapter(Closing):
         quantiles = at_instant(f"quantile_over_time({quantile!r}, {selector}[{window}])")
         peaks = (at_instant(f"max_over_time({selector}[{_seconds_range(peak_window_ms)}])")
                  if peak_window_ms is not None else {})
+        again = ({} if recurring is None else at_instant(
+            f"max_over_time({selector}[{_seconds_range(recurring[1])}])",
+            when_ms=recurring[0]))
         tails: dict[frozenset[tuple[str, str]], dict[str, float]] = {}
         if tail_levels:
             # One request: each statistic is told apart by a label of its own.
@@ -346,13 +351,14 @@ class PrometheusAdapter(Closing):
                 stat = labels.pop(_STAT_LABEL, "")
                 tails.setdefault(frozenset(labels.items()), {})[stat] = value
         out = []
-        for key in quantiles.keys() | peaks.keys() | tails.keys():
+        for key in quantiles.keys() | peaks.keys() | tails.keys() | again.keys():
             found = tails.get(key, {})
             tail = (tuple(found.get(f"q{i}", math.nan) for i in range(len(tail_levels)))
                     if tail_levels else ())
             out.append(StoredScoreStats(dict(key), quantiles.get(key, math.nan),
                                         peaks.get(key, math.nan), tail,
-                                        found.get("count", math.nan)))
+                                        found.get("count", math.nan),
+                                        again.get(key, math.nan)))
         return out
 
     @staticmethod
