@@ -291,9 +291,14 @@ def running_history(scoring: ScoringSpec, step_seconds: float,
 
 def history_points(scoring: ScoringSpec, step_seconds: float) -> int:
     """Points of raw-score history the calibration reads before a window."""
-    recurring = RecurringSpan.of(scoring, step_seconds)
-    return max(window_points(scoring.calibration_window, step_seconds),
-               window_points(scoring.suppression_window, step_seconds),
+    return _points_read(window_points(scoring.calibration_window, step_seconds),
+                        window_points(scoring.suppression_window, step_seconds),
+                        RecurringSpan.of(scoring, step_seconds))
+
+
+def _points_read(calibration_points: int, suppression_points: int,
+                 recurring: RecurringSpan | None) -> int:
+    return max(calibration_points, suppression_points,
                recurring.reach if recurring is not None else 0)
 
 
@@ -308,8 +313,7 @@ class RunningHistory:
         self.calibration = calibration_points
         self.suppression = suppression_points
         self.recurring = recurring
-        self.keep = max(calibration_points, suppression_points,
-                        recurring.reach if recurring is not None else 0)
+        self.keep = _points_read(calibration_points, suppression_points, recurring)
         self.past = self._recent(past)
 
     def next_window(self, raw: FloatArray) -> ScoreHistory:
