@@ -62,9 +62,27 @@ def test_fracast_handles_gaps_and_reports_too_little_history_as_nan(engine):
     assert np.isnan(forecast.values[1]).all()
 
 
-def test_fracast_long_horizon_rolls_forward(engine):
-    forecast = engine.forecast("fracast", request(daily(1500, 5), horizon=100))
-    assert forecast.values.shape == (1, 100, 3) and np.isfinite(forecast.values).all()
+def test_fracast_long_horizon_rolls_forward_and_its_band_keeps_widening(engine):
+    rng = np.random.default_rng(5)
+    walk = 100 + np.cumsum(rng.normal(0, 1, 1500))
+    context = np.stack([daily(1500, 5), walk])
+    forecast = engine.forecast("fracast", request(context, horizon=100))
+    assert forecast.values.shape == (2, 100, 3) and np.isfinite(forecast.values).all()
+    # The median continues as the package rolls it forward, from its own median (compared
+    # before the engine sorts crossing quantiles) ...
+    backend = engine.get("fracast")
+    levels = backend.native_quantiles
+    rolled = backend.model.forecast_batch(context.astype(np.float32), horizon=100)
+    ours = backend._predict(context, 100, levels)
+    middle = levels.index(0.5)
+    np.testing.assert_allclose(ours[:, :, middle], rolled[:, :, middle], rtol=1e-5)
+    # ... but the band past the native block is never narrower than at its last step,
+    # where the package's own continuation pinches it to a one-step band.
+    native = backend.model.horizon
+    width = forecast.at(0.9) - forecast.at(0.1)
+    assert np.all(width[:, native:] >= width[:, native - 1:native] * (1 - 1e-6))
+    package = rolled[:, :, -1] - rolled[:, :, 0]
+    assert np.any(package[:, native] < package[:, native - 1])
 
 
 def test_quantiles_outside_the_model_range_are_refused(engine):
