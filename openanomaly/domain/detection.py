@@ -119,11 +119,14 @@ class Calibrated:
     edges are where an unsuppressed point scores exactly 1."""
 
 
+def _compressed(statistic: FloatArray) -> FloatArray:
+    """``log1p`` of a history's raw-score statistic, NaN (no history) as 0."""
+    return np.log1p(np.maximum(np.nan_to_num(statistic, nan=0.0), 0.0))
+
+
 def scale_of(quantile: FloatArray) -> FloatArray:
     """The divisor of compressed scores for a history quantile (NaN: no history yet)."""
-    with np.errstate(invalid="ignore"):
-        compressed = np.log1p(np.maximum(np.nan_to_num(quantile, nan=0.0), 0.0))
-    return np.maximum(compressed, _MIN_SCALE)
+    return np.maximum(_compressed(quantile), _MIN_SCALE)
 
 
 # Shape parameters tried by the tail fit: from a bounded tail (< 0) through the
@@ -195,7 +198,7 @@ def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
     band_factor = np.expm1(scale)
     if not suppress:
         return Calibrated(level, band_factor)
-    earlier = np.log1p(np.maximum(np.nan_to_num(history.peak, nan=0.0), 0.0)) / scale
+    earlier = _compressed(history.peak) / scale
     # Strongest point before each point: the history's peak, then the running maximum of
     # the points already scored in this call (NaN points do not count).
     running = np.maximum.accumulate(np.nan_to_num(level, nan=0.0), axis=1)
@@ -204,7 +207,7 @@ def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
     # Only a point that alarmed (1 or more) raises the bar for the next by the margin.
     before = np.where(before >= 1.0, before * realarm_margin, before)
     if history.recurring is not None:
-        again = np.log1p(np.maximum(np.nan_to_num(history.recurring, nan=0.0), 0.0)) / scale
+        again = _compressed(history.recurring) / scale
         # Only what would have alarmed then raises the bar now: an ordinary day before
         # changes nothing.
         again = np.where(again >= 1.0, recurring_margin * again, 0.0)

@@ -184,10 +184,8 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
             if levels and len(stats.tail) == len(levels):
                 tail[i] = stats.tail
                 count[i] = np.nan_to_num(stats.count, nan=0.0)
-    again = recurring if span is not None else None
-    if not levels:
-        return ScoreHistory(quantile, peak, recurring=again)
-    return ScoreHistory(quantile, peak, tail, count, recurring=again)
+    return ScoreHistory(quantile, peak, tail if levels else None, count if levels else None,
+                        recurring if span is not None else None)
 
 
 def check_slots(

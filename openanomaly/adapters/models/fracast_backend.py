@@ -49,9 +49,10 @@ class FracastBackend(BatchedQuantileBackend):
         native = self.model.horizon
         source = context.astype(np.float32)
         block = self.model.forecast_batch(source, horizon=min(horizon, native))
-        middle = int(np.argmin(np.abs(np.asarray(levels) - 0.5)))
+        from_median = np.asarray(levels) - 0.5
+        middle = int(np.argmin(np.abs(from_median)))
         # -1 below the median, +1 above: the side of the median each level lies on.
-        side = np.sign(np.asarray(levels) - 0.5)
+        side = np.sign(from_median)
         blocks = [block]
         produced = block.shape[1]
         while produced < horizon:
