@@ -14,7 +14,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from openanomaly.domain.detection import ScoreHistory, calibrate, exceedance_of
+from openanomaly.domain.detection import (
+    ScoreHistory,
+    calibrate,
+    exceedance_of,
+    history_quantile,
+    unseen_peak,
+    window_points,
+)
 from openanomaly.domain.detectors import combined, detector_scores
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
 from openanomaly.domain.pipeline import ScoringSpec
@@ -95,16 +102,20 @@ def check_windows(
     assert history is not None
     final, lower, upper = scored.score.copy(), scored.lower.copy(), scored.upper.copy()
     exceedance = exceedance_of(scoring, step_seconds)
+    level = history_quantile(scoring, step_seconds)
+    suppression = window_points(scoring.suppression_window, step_seconds)
     columns = final.shape[1]
     part = window or columns
     for first in range(0, final.shape[0], n_series):
         for start in range(0, columns, part):
             at = (slice(first, first + n_series), slice(start, start + part))
-            calibrated = calibrate(scored.score[at], history(scored.score[at]),
+            before = history(scored.score[at])
+            calibrated = calibrate(scored.score[at], before,
                                    suppress=scoring.suppression_window is not None,
                                    exceedance=exceedance,
                                    realarm_margin=scoring.realarm_margin,
-                                   recurring_margin=scoring.recurring_margin)
+                                   recurring_margin=scoring.recurring_margin,
+                                   unseen=unseen_peak(before, level, suppression))
             final[at] = calibrated.score
             factor = calibrated.band_factor[:, None]
             yhat = scored.yhat[at]

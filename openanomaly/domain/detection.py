@@ -14,7 +14,11 @@ comparable across series, all causal and per series:
    point of the previous ``suppression_window``, so one incident gives one alert rather
    than one per point; and where a point near the same time one season earlier would
    have alarmed, a point alarms only when ``recurring_margin`` times stronger than it, so
-   a nightly job's spike alarms on its first night rather than every night.
+   a nightly job's spike alarms on its first night rather than every night. While the
+   history is younger than the suppression window (a new pipeline, or one back after a
+   long gap), the points it has not seen yet are stood in for by the largest score they
+   would be expected to reach (``unseen_peak``): a record over a few hours is no alarm
+   when an ordinary day beats it.
 
 The history each step needs is a few numbers per series, the quantile and the maximum of
 the raw scores before the points being scored and their maximum near the same time a
@@ -50,6 +54,13 @@ _MIN_EXCEEDANCES = 30
 _EMPIRICAL_POINTS = 3
 # The rarest exceedance asked of the database's quantile (its level then comes from the fit).
 _RAREST_QUANTILE = 0.9999
+# The quantile of the suppression window's raw scores from which ``unseen_peak``
+# extrapolates, and the fewest points it does so from (about three above that quantile).
+RECENT_LEVEL = 0.9
+_UNSEEN_MIN_POINTS = 30
+# The expected maximum of n exponential draws lies this many scales above their 1 - 1/n
+# quantile (the Euler-Mascheroni constant).
+_EULER = 0.5772156649015329
 
 
 def exceedance_of(scoring: ScoringSpec, step_seconds: float) -> float | None:
@@ -85,6 +96,11 @@ class ScoreHistory:
     recurring: FloatArray | None = None
     """The largest raw score near the same time one season earlier (see
     ``RecurringSpan``); None or NaN: not looked at."""
+    recent_base: FloatArray | None = None
+    """The raw scores' ``RECENT_LEVEL`` quantile over the suppression window."""
+    recent_count: FloatArray | None = None
+    """Raw scores in the suppression window (with ``recent_base``: see ``unseen_peak``;
+    None: not looked at)."""
 
     def rows(self, index: slice | npt.NDArray[np.integer]) -> ScoreHistory:
         """The history of some of the series."""
@@ -92,7 +108,8 @@ class ScoreHistory:
             return None if values is None else values[index]
 
         return ScoreHistory(self.quantile[index], self.peak[index], pick(self.tail),
-                            pick(self.count), pick(self.recurring))
+                            pick(self.count), pick(self.recurring), pick(self.recent_base),
+                            pick(self.recent_count))
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,10 @@ class StoredScoreStats:
     count: float = math.nan
     recurring: float = math.nan
     """The largest raw score over the recurring span (NaN: not asked for)."""
+    recent_base: float = math.nan
+    """The ``RECENT_LEVEL`` quantile over the peak window (NaN: not asked for)."""
+    recent_count: float = math.nan
+    """Samples in the peak window (NaN: not asked for)."""
 
 
 @dataclass(frozen=True)
@@ -181,9 +202,36 @@ def calibration_scale(history: ScoreHistory, exceedance: float | None) -> FloatA
     return np.where(extrapolate, np.maximum(level, _MIN_SCALE), scale)
 
 
+def unseen_peak(history: ScoreHistory, level: float, points: int) -> FloatArray | None:
+    """Per series, the compressed raw score that the points of a suppression window of
+    ``points`` which the history does not hold would be expected to reach at their
+    largest; NaN where the history holds the whole window or too little of it to tell,
+    None without the statistics for it.
+
+    The tail of compressed scores is taken as exponential above the window's
+    ``RECENT_LEVEL`` quantile, its scale read off the distance from there to the history's
+    quantile at ``level``; the expected maximum of k draws from it lies that scale times
+    ln(k (1 - level)) + Euler's constant above the ``level`` quantile.
+    """
+    if history.recent_base is None or history.recent_count is None or points <= 0:
+        return None
+    if level <= RECENT_LEVEL:
+        return None
+    base = _compressed(history.recent_base)
+    top = _compressed(history.quantile)
+    scale = np.maximum(top - base, 0.0) / math.log((1.0 - RECENT_LEVEL) / (1.0 - level))
+    count = np.nan_to_num(history.recent_count, nan=0.0)
+    unseen = points - count
+    expected = top + scale * (np.log(np.maximum(unseen, 1.0) * (1.0 - level)) + _EULER)
+    young = ((unseen > 0) & (count >= _UNSEEN_MIN_POINTS)
+             & np.isfinite(history.recent_base) & np.isfinite(history.quantile))
+    return np.where(young, expected, np.nan)
+
+
 def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
               exceedance: float | None = None, realarm_margin: float = 1.0,
-              recurring_margin: float = 1.0) -> Calibrated:
+              recurring_margin: float = 1.0, unseen: FloatArray | None = None,
+              ) -> Calibrated:
     """Calibrated (and, with ``suppress``, de-duplicated) scores of ``raw`` (n, m).
 
     ``exceedance``: the chance per point that an ordinary point of the series scores above
@@ -191,14 +239,19 @@ def calibrate(raw: FloatArray, history: ScoreHistory, suppress: bool = True,
     ``realarm_margin``: after a point that alarmed, how many times stronger than it a
     later point must be to alarm again (1: merely stronger).
     ``recurring_margin``: where the history's ``recurring`` peak would have alarmed, how
-    many times stronger than it a point must be to alarm."""
+    many times stronger than it a point must be to alarm.
+    ``unseen``: per series, the compressed peak that stands in for the part of the
+    suppression window the history lacks (see ``unseen_peak``; NaN: none)."""
     scale = calibration_scale(history, exceedance)
     with np.errstate(invalid="ignore"):
         level = np.log1p(np.maximum(raw, 0.0)) / scale[:, None]
     band_factor = np.expm1(scale)
     if not suppress:
         return Calibrated(level, band_factor)
-    earlier = _compressed(history.peak) / scale
+    earlier = _compressed(history.peak)
+    if unseen is not None:
+        earlier = np.fmax(earlier, unseen)
+    earlier = earlier / scale
     # Strongest point before each point: the history's peak, then the running maximum of
     # the points already scored in this call (NaN points do not count).
     running = np.maximum.accumulate(np.nan_to_num(level, nan=0.0), axis=1)
@@ -228,10 +281,16 @@ def history_of(past: FloatArray, quantile: float, calibration_points: int,
             levels = nanquantile_rows(window, (quantile, *TAIL_LEVELS)).T
         else:
             levels = np.full((n, 1 + len(TAIL_LEVELS)), np.nan)
-        peak = (np.nanmax(recent, axis=1) if recent.shape[1] else np.full(n, np.nan))
+        if recent.shape[1]:
+            peak = np.nanmax(recent, axis=1)
+            recent_base = nanquantile_rows(recent, RECENT_LEVEL)
+        else:
+            peak = recent_base = np.full(n, np.nan)
     count = np.sum(np.isfinite(window), axis=1).astype(float)
     return ScoreHistory(np.asarray(levels[:, 0], dtype=float), np.asarray(peak, dtype=float),
-                        np.asarray(levels[:, 1:], dtype=float), count)
+                        np.asarray(levels[:, 1:], dtype=float), count,
+                        recent_base=np.asarray(recent_base, dtype=float),
+                        recent_count=np.sum(np.isfinite(recent), axis=1).astype(float))
 
 
 def window_points(seconds: float | None, step_seconds: float) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 
 from openanomaly.domain.check import Checked, HistoryOf, check_windows, prepare_contexts
 from openanomaly.domain.detection import (
+    RECENT_LEVEL,
     TAIL_LEVELS,
     RecurringSpan,
     ScoreHistory,
@@ -165,6 +166,7 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
     assert scoring.calibration_window is not None
     quantile, peak = np.full(len(labels), np.nan), np.full(len(labels), np.nan)
     recurring = np.full(len(labels), np.nan)
+    recent_base, recent_count = np.full(len(labels), np.nan), np.zeros(len(labels))
     levels = TAIL_LEVELS if scoring.false_alarm_days is not None else ()
     tail = np.full((len(labels), len(levels)), np.nan)
     count = np.zeros(len(labels))
@@ -177,15 +179,20 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
             spec.output.prefix + RAW_SCORE, spec.name, before_ms - 1,
             history_quantile(scoring, spec.step), round(scoring.calibration_window * 1000),
             round(suppression * 1000) if suppression is not None else None,
-            max_series=spec.max_series, tail_levels=levels, recurring=recurring_range):
+            max_series=spec.max_series, tail_levels=levels, recurring=recurring_range,
+            recent_level=RECENT_LEVEL if suppression is not None else None):
         i = find(stats.labels)
         if i is not None:
             quantile[i], peak[i], recurring[i] = stats.quantile, stats.peak, stats.recurring
+            recent_base[i] = stats.recent_base
+            recent_count[i] = np.nan_to_num(stats.recent_count, nan=0.0)
             if levels and len(stats.tail) == len(levels):
                 tail[i] = stats.tail
                 count[i] = np.nan_to_num(stats.count, nan=0.0)
+    recent = suppression is not None
     return ScoreHistory(quantile, peak, tail if levels else None, count if levels else None,
-                        recurring if span is not None else None)
+                        recurring if span is not None else None,
+                        recent_base if recent else None, recent_count if recent else None)
 
 
 def check_slots(

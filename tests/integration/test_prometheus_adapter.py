@@ -197,10 +197,12 @@ def test_settings_refuse_two_kinds_of_auth_and_unknown_keys():
     assert "s3cret" not in repr(PrometheusSettings(bearer_token="s3cret"))
 
 
-def test_score_stats_with_the_tail_match_the_same_statistics_in_memory(prom_client, unique):
-    # Live runs read the tail of their raw-score history back from the database; replays
-    # and backfills compute it in memory. Both must agree for their scores to agree.
-    from openanomaly.domain.detection import TAIL_LEVELS, history_of
+def test_score_stats_with_the_tail_and_recent_statistics_match_those_in_memory(prom_client,
+                                                                              unique):
+    # Live runs read the tail of their raw-score history, and the suppression window's
+    # quantile and count, back from the database; replays and backfills compute them in
+    # memory. Both must agree for their scores to agree.
+    from openanomaly.domain.detection import RECENT_LEVEL, TAIL_LEVELS, history_of
 
     metric, pipeline = unique("raw_score"), unique("p")
     end = minute_now() - 10 * MINUTE
@@ -218,7 +220,7 @@ def test_score_stats_with_the_tail_match_the_same_statistics_in_memory(prom_clie
     # A level with more digits than a short float format keeps (once per 12 hours at 1m).
     level = 1 - 1 / 720
     stats = prom_client.score_stats(metric, pipeline, at, level, 300 * MINUTE, 30 * MINUTE,
-                                    tail_levels=TAIL_LEVELS)
+                                    tail_levels=TAIL_LEVELS, recent_level=RECENT_LEVEL)
 
     found = {s.labels["host"]: s for s in stats}
     assert found.keys() == {"a", "b"}
@@ -231,6 +233,9 @@ def test_score_stats_with_the_tail_match_the_same_statistics_in_memory(prom_clie
         assert found[host].count == expected.count[0]
         assert found[host].quantile == pytest.approx(expected.quantile[0], rel=1e-9)
         assert found[host].peak == pytest.approx(expected.peak[0], rel=1e-9)
+        assert expected.recent_base is not None and expected.recent_count is not None
+        assert found[host].recent_base == pytest.approx(expected.recent_base[0], rel=1e-9)
+        assert found[host].recent_count == expected.recent_count[0]
 
 
 def test_score_stats_read_the_recurring_span_as_the_history_in_memory_does(prom_client,
@@ -266,6 +271,7 @@ def test_score_stats_without_tail_levels_ask_for_no_tail(prom_client, unique):
                                  np.arange(20.0))])
     (stats,) = prom_client.score_stats(metric, pipeline, end, 0.5, 60 * MINUTE, None)
     assert stats.tail == () and math.isnan(stats.count) and math.isnan(stats.peak)
+    assert math.isnan(stats.recent_base) and math.isnan(stats.recent_count)
     assert stats.quantile == pytest.approx(9.5)
 
 

@@ -49,7 +49,8 @@ def encode(data: ShardData) -> bytes:
     if data.history is not None:
         h = data.history
         history = [None if a is None else _pack(a, "<f8")
-                   for a in (h.quantile, h.peak, h.tail, h.count, h.recurring)]
+                   for a in (h.quantile, h.peak, h.tail, h.count, h.recurring,
+                             h.recent_base, h.recent_count)]
     return msgspec.msgpack.encode(_Shard(
         list(data.batch.labels), _pack(data.batch.timestamps_ms, "<i8"),
         _pack(data.batch.values, "<f8"), history))
@@ -61,10 +62,9 @@ def decode(raw: bytes) -> ShardData:
                         _unpack(shard.values, "<f8"))
     if shard.history is None:
         return ShardData(batch, None)
-    quantile, peak, tail, count, recurring = (None if a is None else _unpack(a, "<f8")
-                                              for a in shard.history)
+    quantile, peak, *rest = (None if a is None else _unpack(a, "<f8") for a in shard.history)
     assert quantile is not None and peak is not None
-    return ShardData(batch, ScoreHistory(quantile, peak, tail, count, recurring))
+    return ShardData(batch, ScoreHistory(quantile, peak, *rest))
 
 
 class RedisShardStore:

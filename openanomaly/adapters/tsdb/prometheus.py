@@ -312,11 +312,12 @@ class PrometheusAdapter(Closing):
                     quantile_window_ms: int, peak_window_ms: int | None, *,
                     max_series: int | None = None,
                     tail_levels: Sequence[float] = (),
-                    recurring: tuple[int, int] | None = None) -> list[StoredScoreStats]:
+                    recurring: tuple[int, int] | None = None,
+                    recent_level: float | None = None) -> list[StoredScoreStats]:
         """Instant evaluations (``quantile_over_time``, ``max_over_time``, and for the tail
-        one query of several quantiles and ``count_over_time``) at ``at`` (the recurring
-        maximum at its own end), joined by label set; the function results carry no
-        ``__name__``."""
+        and for the recent statistics one query each of quantiles and ``count_over_time``)
+        at ``at`` (the recurring maximum at its own end), joined by label set; the function
+        results carry no ``__name__``."""
         selector = _written(metric, pipeline)
         window = _seconds_range(quantile_window_ms)
 
@@ -337,28 +338,37 @@ class PrometheusAdapter(Closing):
         again = ({} if recurring is None else at_instant(
             f"max_over_time({selector}[{_seconds_range(recurring[1])}])",
             when_ms=recurring[0]))
-        tails: dict[frozenset[tuple[str, str]], dict[str, float]] = {}
-        if tail_levels:
+        def levels_and_count(levels: Sequence[float], over: str,
+                             ) -> dict[frozenset[tuple[str, str]], dict[str, float]]:
             # One request: each statistic is told apart by a label of its own.
-            parts = [f"quantile_over_time({level!r}, {selector}[{window}])"
-                     for level in tail_levels] + [f"count_over_time({selector}[{window}])"]
-            names = [f"q{index}" for index in range(len(tail_levels))] + ["count"]
+            parts = [f"quantile_over_time({level!r}, {selector}[{over}])"
+                     for level in levels] + [f"count_over_time({selector}[{over}])"]
+            names = [f"q{index}" for index in range(len(levels))] + ["count"]
             query = " or ".join(
                 f'label_replace({part}, "{_STAT_LABEL}", "{name}", "", "")'
                 for part, name in zip(parts, names, strict=True))
+            found: dict[frozenset[tuple[str, str]], dict[str, float]] = {}
             for key, value in at_instant(query, len(parts)).items():
                 labels = dict(key)
                 stat = labels.pop(_STAT_LABEL, "")
-                tails.setdefault(frozenset(labels.items()), {})[stat] = value
+                found.setdefault(frozenset(labels.items()), {})[stat] = value
+            return found
+
+        tails = levels_and_count(tail_levels, window) if tail_levels else {}
+        recent = ({} if recent_level is None or peak_window_ms is None else
+                  levels_and_count([recent_level], _seconds_range(peak_window_ms)))
         out = []
         for key in quantiles.keys() | peaks.keys() | tails.keys() | again.keys():
             found = tails.get(key, {})
             tail = (tuple(found.get(f"q{i}", math.nan) for i in range(len(tail_levels)))
                     if tail_levels else ())
+            latest = recent.get(key, {})
             out.append(StoredScoreStats(dict(key), quantiles.get(key, math.nan),
                                         peaks.get(key, math.nan), tail,
                                         found.get("count", math.nan),
-                                        again.get(key, math.nan)))
+                                        again.get(key, math.nan),
+                                        latest.get("q0", math.nan),
+                                        latest.get("count", math.nan)))
         return out
 
     @staticmethod
