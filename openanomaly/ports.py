@@ -68,14 +68,14 @@ class TSDBClient(Protocol):
                     max_series: int | None = None,
                     tail_levels: Sequence[float] = (),
                     recurring: tuple[int, int] | None = None,
-                    recent_level: float | None = None) -> list[StoredScoreStats]:
+                    recent_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
         """Per series of ``metric`` written by ``pipeline``: the ``quantile`` of its samples
         in (at - quantile_window, at] and their maximum in (at - peak_window, at] (NaN
         without a peak window), computed by the database; with ``tail_levels``, also those
         quantiles and the number of samples over the quantile window; with ``recurring``
         (end_ms, window_ms), also their maximum in (end - window, end]; with
-        ``recent_level`` (and a peak window), also that quantile and the number of samples
-        over the peak window. ``max_series`` as for query_range."""
+        ``recent_levels`` (and a peak window), also those quantiles and the number of
+        samples over the peak window. ``max_series`` as for query_range."""
         ...
 
 

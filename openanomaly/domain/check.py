@@ -18,7 +18,6 @@ from openanomaly.domain.detection import (
     ScoreHistory,
     calibrate,
     exceedance_of,
-    history_quantile,
     unseen_peak,
     window_points,
 )
@@ -102,7 +101,6 @@ def check_windows(
     assert history is not None
     final, lower, upper = scored.score.copy(), scored.lower.copy(), scored.upper.copy()
     exceedance = exceedance_of(scoring, step_seconds)
-    level = history_quantile(scoring, step_seconds)
     suppression = window_points(scoring.suppression_window, step_seconds)
     columns = final.shape[1]
     part = window or columns
@@ -115,7 +113,7 @@ def check_windows(
                                    exceedance=exceedance,
                                    realarm_margin=scoring.realarm_margin,
                                    recurring_margin=scoring.recurring_margin,
-                                   unseen=unseen_peak(before, level, suppression))
+                                   unseen=unseen_peak(before, suppression))
             final[at] = calibrated.score
             factor = calibrated.band_factor[:, None]
             yhat = scored.yhat[at]

@@ -21,10 +21,11 @@ comparable across series, all causal and per series:
    when an ordinary day beats it.
 
 The history each step needs is a few numbers per series, the quantile and the maximum of
-the raw scores before the points being scored and their maximum near the same time a
-season earlier, so a database computes them server-side (``quantile_over_time`` and
-``max_over_time`` of the raw score series) and an in-memory replay computes them from its
-own past scores. Both then call ``calibrate``.
+the raw scores before the points being scored, the suppression window's count and two
+quantiles of them and their maximum near the same time a season earlier, so a database
+computes them server-side (``quantile_over_time``, ``max_over_time`` and
+``count_over_time`` of the raw score series) and an in-memory replay computes them from
+its own past scores. Both then call ``calibrate``.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ _MIN_EXCEEDANCES = 30
 _EMPIRICAL_POINTS = 3
 # The rarest exceedance asked of the database's quantile (its level then comes from the fit).
 _RAREST_QUANTILE = 0.9999
-# The quantile of the suppression window's raw scores from which ``unseen_peak``
-# extrapolates, and the fewest points it does so from (about three above that quantile).
-RECENT_LEVEL = 0.9
+# The quantiles of the suppression window's raw scores from which ``unseen_peak``
+# extrapolates: low enough that an incident in a young history (up to a tenth of its
+# points) does not move them. And the fewest points it extrapolates from.
+RECENT_LEVELS = (0.75, 0.9)
 _UNSEEN_MIN_POINTS = 30
 # The expected maximum of n exponential draws lies this many scales above their 1 - 1/n
 # quantile (the Euler-Mascheroni constant).
@@ -96,11 +98,11 @@ class ScoreHistory:
     recurring: FloatArray | None = None
     """The largest raw score near the same time one season earlier (see
     ``RecurringSpan``); None or NaN: not looked at."""
-    recent_base: FloatArray | None = None
-    """The raw scores' ``RECENT_LEVEL`` quantile over the suppression window."""
+    recent: FloatArray | None = None
+    """(n_series, len(RECENT_LEVELS)): the raw scores' quantiles at ``RECENT_LEVELS`` over
+    the suppression window (see ``unseen_peak``; None: not looked at)."""
     recent_count: FloatArray | None = None
-    """Raw scores in the suppression window (with ``recent_base``: see ``unseen_peak``;
-    None: not looked at)."""
+    """Raw scores in the suppression window (None: not looked at)."""
 
     def rows(self, index: slice | npt.NDArray[np.integer]) -> ScoreHistory:
         """The history of some of the series."""
@@ -108,7 +110,7 @@ class ScoreHistory:
             return None if values is None else values[index]
 
         return ScoreHistory(self.quantile[index], self.peak[index], pick(self.tail),
-                            pick(self.count), pick(self.recurring), pick(self.recent_base),
+                            pick(self.count), pick(self.recurring), pick(self.recent),
                             pick(self.recent_count))
 
 
@@ -125,8 +127,8 @@ class StoredScoreStats:
     count: float = math.nan
     recurring: float = math.nan
     """The largest raw score over the recurring span (NaN: not asked for)."""
-    recent_base: float = math.nan
-    """The ``RECENT_LEVEL`` quantile over the peak window (NaN: not asked for)."""
+    recent: tuple[float, ...] = ()
+    """Quantiles at ``RECENT_LEVELS`` over the peak window (empty: not asked for)."""
     recent_count: float = math.nan
     """Samples in the peak window (NaN: not asked for)."""
 
@@ -202,29 +204,28 @@ def calibration_scale(history: ScoreHistory, exceedance: float | None) -> FloatA
     return np.where(extrapolate, np.maximum(level, _MIN_SCALE), scale)
 
 
-def unseen_peak(history: ScoreHistory, level: float, points: int) -> FloatArray | None:
+def unseen_peak(history: ScoreHistory, points: int) -> FloatArray | None:
     """Per series, the compressed raw score that the points of a suppression window of
     ``points`` which the history does not hold would be expected to reach at their
     largest; NaN where the history holds the whole window or too little of it to tell,
     None without the statistics for it.
 
     The tail of compressed scores is taken as exponential above the window's
-    ``RECENT_LEVEL`` quantile, its scale read off the distance from there to the history's
-    quantile at ``level``; the expected maximum of k draws from it lies that scale times
-    ln(k (1 - level)) + Euler's constant above the ``level`` quantile.
+    ``RECENT_LEVELS`` quantiles, its scale read off the distance between them; the
+    expected maximum of k draws from it lies that scale times ln(k (1 - q)) + Euler's
+    constant above its q quantile. Most scores' tails fall off faster than an
+    exponential, so this errs high: a young history holds back more rather than less.
     """
-    if history.recent_base is None or history.recent_count is None or points <= 0:
+    if history.recent is None or history.recent_count is None or points <= 0:
         return None
-    if level <= RECENT_LEVEL:
-        return None
-    base = _compressed(history.recent_base)
-    top = _compressed(history.quantile)
-    scale = np.maximum(top - base, 0.0) / math.log((1.0 - RECENT_LEVEL) / (1.0 - level))
+    low, high = RECENT_LEVELS
+    lower, upper = _compressed(history.recent[:, 0]), _compressed(history.recent[:, 1])
+    scale = np.maximum(upper - lower, 0.0) / math.log((1.0 - low) / (1.0 - high))
     count = np.nan_to_num(history.recent_count, nan=0.0)
     unseen = points - count
-    expected = top + scale * (np.log(np.maximum(unseen, 1.0) * (1.0 - level)) + _EULER)
+    expected = upper + scale * (np.log(np.maximum(unseen, 1.0) * (1.0 - high)) + _EULER)
     young = ((unseen > 0) & (count >= _UNSEEN_MIN_POINTS)
-             & np.isfinite(history.recent_base) & np.isfinite(history.quantile))
+             & np.all(np.isfinite(history.recent), axis=1))
     return np.where(young, expected, np.nan)
 
 
@@ -283,13 +284,14 @@ def history_of(past: FloatArray, quantile: float, calibration_points: int,
             levels = np.full((n, 1 + len(TAIL_LEVELS)), np.nan)
         if recent.shape[1]:
             peak = np.nanmax(recent, axis=1)
-            recent_base = nanquantile_rows(recent, RECENT_LEVEL)
+            recent_levels = nanquantile_rows(recent, RECENT_LEVELS).T
         else:
-            peak = recent_base = np.full(n, np.nan)
+            peak = np.full(n, np.nan)
+            recent_levels = np.full((n, len(RECENT_LEVELS)), np.nan)
     count = np.sum(np.isfinite(window), axis=1).astype(float)
     return ScoreHistory(np.asarray(levels[:, 0], dtype=float), np.asarray(peak, dtype=float),
                         np.asarray(levels[:, 1:], dtype=float), count,
-                        recent_base=np.asarray(recent_base, dtype=float),
+                        recent=np.asarray(recent_levels, dtype=float),
                         recent_count=np.sum(np.isfinite(recent), axis=1).astype(float))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from openanomaly.domain.check import Checked, HistoryOf, check_windows, prepare_contexts
 from openanomaly.domain.detection import (
-    RECENT_LEVEL,
+    RECENT_LEVELS,
     TAIL_LEVELS,
     RecurringSpan,
     ScoreHistory,
@@ -164,14 +164,14 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
     the recurring span of the window starting there)."""
     scoring = spec.scoring
     assert scoring.calibration_window is not None
-    quantile, peak = np.full(len(labels), np.nan), np.full(len(labels), np.nan)
-    recurring = np.full(len(labels), np.nan)
-    recent_base, recent_count = np.full(len(labels), np.nan), np.zeros(len(labels))
+    n = len(labels)
+    quantile, peak, recurring = (np.full(n, np.nan) for _ in range(3))
     levels = TAIL_LEVELS if scoring.false_alarm_days is not None else ()
-    tail = np.full((len(labels), len(levels)), np.nan)
-    count = np.zeros(len(labels))
-    find = row_of(labels)
+    tail, count = np.full((n, len(levels)), np.nan), np.zeros(n)
     suppression = scoring.suppression_window
+    recent_levels = RECENT_LEVELS if suppression is not None else ()
+    recent, recent_count = np.full((n, len(recent_levels)), np.nan), np.zeros(n)
+    find = row_of(labels)
     span = RecurringSpan.of(scoring, spec.step)
     recurring_range = (None if span is None
                        else span.time_range(before_ms, spec.window_steps, spec.step_ms))
@@ -180,19 +180,20 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
             history_quantile(scoring, spec.step), round(scoring.calibration_window * 1000),
             round(suppression * 1000) if suppression is not None else None,
             max_series=spec.max_series, tail_levels=levels, recurring=recurring_range,
-            recent_level=RECENT_LEVEL if suppression is not None else None):
+            recent_levels=recent_levels):
         i = find(stats.labels)
         if i is not None:
             quantile[i], peak[i], recurring[i] = stats.quantile, stats.peak, stats.recurring
-            recent_base[i] = stats.recent_base
-            recent_count[i] = np.nan_to_num(stats.recent_count, nan=0.0)
             if levels and len(stats.tail) == len(levels):
                 tail[i] = stats.tail
                 count[i] = np.nan_to_num(stats.count, nan=0.0)
-    recent = suppression is not None
+            if recent_levels and len(stats.recent) == len(recent_levels):
+                recent[i] = stats.recent
+                recent_count[i] = np.nan_to_num(stats.recent_count, nan=0.0)
     return ScoreHistory(quantile, peak, tail if levels else None, count if levels else None,
                         recurring if span is not None else None,
-                        recent_base if recent else None, recent_count if recent else None)
+                        recent if recent_levels else None,
+                        recent_count if recent_levels else None)
 
 
 def check_slots(

@@ -145,7 +145,7 @@ def test_max_series_exceeded_writes_nothing(prom_client, engine, unique):
     # Long enough for the tail fit: its quantiles and count are read back too.
     {"calibration_window": "6h", "suppression_window": "30m", "false_alarm_days": 0.5},
     # A suppression window longer than the history for most of the range: the young
-    # history's expected peak comes from its 0.9 quantile and count, read back too.
+    # history's expected peak comes from two of its quantiles and its count, read back too.
     {"calibration_window": "6h", "suppression_window": "6h"},
 ], ids=["quantile", "tail-fit", "young-history"])
 def test_calibrated_backfill_equals_live_runs_that_read_history_from_prometheus(

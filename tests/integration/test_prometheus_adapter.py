@@ -202,7 +202,7 @@ def test_score_stats_with_the_tail_and_recent_statistics_match_those_in_memory(p
     # Live runs read the tail of their raw-score history, and the suppression window's
     # quantile and count, back from the database; replays and backfills compute them in
     # memory. Both must agree for their scores to agree.
-    from openanomaly.domain.detection import RECENT_LEVEL, TAIL_LEVELS, history_of
+    from openanomaly.domain.detection import RECENT_LEVELS, TAIL_LEVELS, history_of
 
     metric, pipeline = unique("raw_score"), unique("p")
     end = minute_now() - 10 * MINUTE
@@ -220,7 +220,7 @@ def test_score_stats_with_the_tail_and_recent_statistics_match_those_in_memory(p
     # A level with more digits than a short float format keeps (once per 12 hours at 1m).
     level = 1 - 1 / 720
     stats = prom_client.score_stats(metric, pipeline, at, level, 300 * MINUTE, 30 * MINUTE,
-                                    tail_levels=TAIL_LEVELS, recent_level=RECENT_LEVEL)
+                                    tail_levels=TAIL_LEVELS, recent_levels=RECENT_LEVELS)
 
     found = {s.labels["host"]: s for s in stats}
     assert found.keys() == {"a", "b"}
@@ -233,8 +233,8 @@ def test_score_stats_with_the_tail_and_recent_statistics_match_those_in_memory(p
         assert found[host].count == expected.count[0]
         assert found[host].quantile == pytest.approx(expected.quantile[0], rel=1e-9)
         assert found[host].peak == pytest.approx(expected.peak[0], rel=1e-9)
-        assert expected.recent_base is not None and expected.recent_count is not None
-        assert found[host].recent_base == pytest.approx(expected.recent_base[0], rel=1e-9)
+        assert expected.recent is not None and expected.recent_count is not None
+        np.testing.assert_allclose(found[host].recent, expected.recent[0], rtol=1e-9)
         assert found[host].recent_count == expected.recent_count[0]
 
 
@@ -271,7 +271,7 @@ def test_score_stats_without_tail_levels_ask_for_no_tail(prom_client, unique):
                                  np.arange(20.0))])
     (stats,) = prom_client.score_stats(metric, pipeline, end, 0.5, 60 * MINUTE, None)
     assert stats.tail == () and math.isnan(stats.count) and math.isnan(stats.peak)
-    assert math.isnan(stats.recent_base) and math.isnan(stats.recent_count)
+    assert stats.recent == () and math.isnan(stats.recent_count)
     assert stats.quantile == pytest.approx(9.5)
 
 

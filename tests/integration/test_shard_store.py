@@ -83,7 +83,7 @@ def test_a_shard_carries_its_series_raw_score_history(stores, pipeline):
     reader, scorer = stores
     history = ScoreHistory(np.array([1.0, 2.0, 3.0]), np.array([4.0, np.nan, 6.0]),
                            recurring=np.array([7.0, 8.0, np.nan]),
-                           recent_base=np.array([0.5, 0.6, 0.7]),
+                           recent=np.array([[0.5, 1.5], [0.6, 1.6], [0.7, 1.7]]),
                            recent_count=np.array([10.0, 0.0, 30.0]))
     rows = np.array([0, 2])
     reader.put(pipeline, SLOT, 0, shard_data(batch(3), history, rows))
@@ -93,7 +93,7 @@ def test_a_shard_carries_its_series_raw_score_history(stores, pipeline):
     np.testing.assert_array_equal(got.history.peak, [4.0, 6.0])
     assert got.history.recurring is not None
     np.testing.assert_array_equal(got.history.recurring, [7.0, np.nan])
-    assert got.history.recent_base is not None and got.history.recent_count is not None
-    np.testing.assert_array_equal(got.history.recent_base, [0.5, 0.7])
+    assert got.history.recent is not None and got.history.recent_count is not None
+    np.testing.assert_array_equal(got.history.recent, [[0.5, 1.5], [0.7, 1.7]])
     np.testing.assert_array_equal(got.history.recent_count, [10.0, 30.0])
     assert got.history.tail is None and got.history.count is None

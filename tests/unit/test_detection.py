@@ -234,19 +234,19 @@ def _exponential_scores(count: int, scale: float) -> np.ndarray:
 
 
 def test_a_young_history_stands_in_for_the_rest_of_the_window_by_its_expected_peak():
-    # Exact quantiles of an exponential tail of scale 0.2: 0.9 at 0.2 ln 10, 0.99 at
-    # 0.2 ln 100; 100 points held of a window of 1000, so 900 unseen.
+    # Exact quantiles of an exponential of scale 0.2: 0.75 at 0.2 ln 4, 0.9 at 0.2 ln 10;
+    # 100 points held of a window of 1000, so 900 unseen.
     scale = 0.2
-    history = ScoreHistory(np.array([math.expm1(scale * math.log(100))]), np.array([0.5]),
-                           recent_base=np.array([math.expm1(scale * math.log(10))]),
+    quantiles = np.expm1(scale * np.log([[4.0, 10.0]]))
+    history = ScoreHistory(np.array([np.nan]), np.array([0.5]), recent=quantiles,
                            recent_count=np.array([100.0]))
     expected = scale * (math.log(900) + 0.5772156649)
-    assert unseen_peak(history, 0.99, 1000)[0] == pytest.approx(expected)
+    assert unseen_peak(history, 1000)[0] == pytest.approx(expected)
     # A history that holds the whole window, or too little to tell, stands in for nothing.
     full, scant = (replace(history, recent_count=np.array([n])) for n in (1000.0, 10.0))
-    assert np.isnan(unseen_peak(full, 0.99, 1000)[0])
-    assert np.isnan(unseen_peak(scant, 0.99, 1000)[0])
-    assert unseen_peak(replace(history, recent_base=None), 0.99, 1000) is None
+    assert np.isnan(unseen_peak(full, 1000)[0])
+    assert np.isnan(unseen_peak(scant, 1000)[0])
+    assert unseen_peak(replace(history, recent=None), 1000) is None
 
 
 def test_a_record_over_a_few_hours_is_no_alarm_when_an_ordinary_day_beats_it():
@@ -255,13 +255,13 @@ def test_a_record_over_a_few_hours_is_no_alarm_when_an_ordinary_day_beats_it():
     scale, day = 0.2, 1440
     young = history_of(_exponential_scores(200, scale), 0.99, 10_000, day)
     mature = history_of(_exponential_scores(day, scale), 0.99, 10_000, day)
-    stand_in = unseen_peak(young, 0.99, day)[0]
+    stand_in = unseen_peak(young, day)[0]
     assert stand_in == pytest.approx(math.log1p(mature.peak[0]), rel=0.1)
     record, spike = np.expm1(1.35), np.expm1(2.5)
     raw = np.array([[record, spike]])
     without = calibrate(raw, young, suppress=True)
     assert (without.score[0] > 1).tolist() == [True, True]
-    out = calibrate(raw, young, suppress=True, unseen=unseen_peak(young, 0.99, day))
+    out = calibrate(raw, young, suppress=True, unseen=unseen_peak(young, day))
     assert (out.score[0] > 1).tolist() == [False, True]
     # The same record is no alarm against a whole ordinary day either.
     assert calibrate(raw, mature, suppress=True).score[0, 0] < 1

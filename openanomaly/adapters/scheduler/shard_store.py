@@ -50,7 +50,7 @@ def encode(data: ShardData) -> bytes:
         h = data.history
         history = [None if a is None else _pack(a, "<f8")
                    for a in (h.quantile, h.peak, h.tail, h.count, h.recurring,
-                             h.recent_base, h.recent_count)]
+                             h.recent, h.recent_count)]
     return msgspec.msgpack.encode(_Shard(
         list(data.batch.labels), _pack(data.batch.timestamps_ms, "<i8"),
         _pack(data.batch.values, "<f8"), history))

@@ -313,7 +313,7 @@ class PrometheusAdapter(Closing):
                     max_series: int | None = None,
                     tail_levels: Sequence[float] = (),
                     recurring: tuple[int, int] | None = None,
-                    recent_level: float | None = None) -> list[StoredScoreStats]:
+                    recent_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
         """Instant evaluations (``quantile_over_time``, ``max_over_time``, and for the tail
         and for the recent statistics one query each of quantiles and ``count_over_time``)
         at ``at`` (the recurring maximum at its own end), joined by label set; the function
@@ -355,20 +355,21 @@ class PrometheusAdapter(Closing):
             return found
 
         tails = levels_and_count(tail_levels, window) if tail_levels else {}
-        recent = ({} if recent_level is None or peak_window_ms is None else
-                  levels_and_count([recent_level], _seconds_range(peak_window_ms)))
+        recent = ({} if not recent_levels or peak_window_ms is None else
+                  levels_and_count(recent_levels, _seconds_range(peak_window_ms)))
         out = []
         for key in quantiles.keys() | peaks.keys() | tails.keys() | again.keys():
             found = tails.get(key, {})
             tail = (tuple(found.get(f"q{i}", math.nan) for i in range(len(tail_levels)))
                     if tail_levels else ())
             latest = recent.get(key, {})
+            levels = (tuple(latest.get(f"q{i}", math.nan) for i in range(len(recent_levels)))
+                      if recent else ())
             out.append(StoredScoreStats(dict(key), quantiles.get(key, math.nan),
                                         peaks.get(key, math.nan), tail,
                                         found.get("count", math.nan),
                                         again.get(key, math.nan),
-                                        latest.get("q0", math.nan),
-                                        latest.get("count", math.nan)))
+                                        levels, latest.get("count", math.nan)))
         return out
 
     @staticmethod
