@@ -707,7 +707,8 @@ def bench_incidents(ctx: click.Context, model: str, pipeline_options: Path | Non
         bench.write_json(out, measured, len(cases), options, command, seconds)
     if markdown is not None:
         markdown.write_text(bench.markdown(measured, len(cases), options, command, seconds,
-                                           sections=configurations is not None))
+                                           sections=configurations is not None,
+                                           cached=forecast_cache is not None))
         click.echo(f"wrote {markdown}", err=True)
 
 

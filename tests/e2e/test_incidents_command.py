@@ -79,9 +79,11 @@ def test_incidents_compares_configurations_in_sections(tmp_path):
     page, out = tmp_path / "incidents.md", tmp_path / "incidents.json"
     done = incidents(tmp_path, "--configurations", str(configurations), "--steps", "300",
                      "--classes", "spike,surge", "--jobs", "2", "--markdown", str(page),
-                     "--out", str(out))
+                     "--out", str(out), "--forecast-cache", str(tmp_path / "forecasts"))
     assert done.returncode == 0, done.stderr
     text = page.read_text()
+    # Times measured with a forecast cache are not a replay's cost: the page says so.
+    assert "Forecasts were read from a `--forecast-cache`" in text
     assert "## raw" in text and "## default" in text
     assert "scoring options `{\"calibration_window\": null" in text
     assert "the pipeline's default scoring" in text

@@ -105,6 +105,7 @@ def test_nab_report_compares_configurations_in_markdown(tmp_path):
     assert "| quiet |" in page and "| synthetic |" in page
     assert "| Numenta HTM | 73.6 | 66.2 | 77.0 |" in page
     assert "openanomaly benchmark nab-report --data" in page
+    assert "Run time" in page and "--forecast-cache" not in page
 
 
 def test_nab_report_with_an_unknown_model_is_a_clear_error(tmp_path):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +16,12 @@ from typing import Any
 from openanomaly.config import ModelSettings
 from openanomaly.domain.incident_scoring import FA_PER_DAY_GOAL, QUICK_STEPS, ClassSummary
 from openanomaly.domain.incidents import CASES_PER_CLASS, CONTROL, Case
-from openanomaly.entrypoints.benchmark.nab import Configuration, blocks_text, replay_corpus
+from openanomaly.entrypoints.benchmark.nab import (
+    Configuration,
+    blocks_text,
+    replay_corpus,
+    run_time_text,
+)
 from openanomaly.services.incident_bench import TOLERANCE_S, SuiteResult, run_suite
 from openanomaly.services.nab_replay import Replayed, ReplayInput
 
@@ -165,7 +168,7 @@ def _scoring_text(configuration: Configuration) -> str:
 
 
 def markdown(measured: Sequence[Measured], cases: int, options: SuiteOptions, command: str,
-             seconds: float, sections: bool) -> str:
+             seconds: float, sections: bool, cached: bool = False) -> str:
     """The results page; ``sections``: one titled section per configuration."""
     steps = ", ".join(f"{s} s" for s in options.steps)
     seeds = ", ".join(str(s) for s in options.seeds)
@@ -216,10 +219,5 @@ def markdown(measured: Sequence[Measured], cases: int, options: SuiteOptions, co
         if len(m.result.by_step) > 1:
             for step, rows in m.result.by_step.items():
                 lines += [f"At a step of {step} s:", "", *table(rows), ""]
-    lines += [
-        f"Run time {seconds / 60:.1f} min in all, {options.jobs} job(s), on "
-        f"{platform.machine()} with {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}.",
-        "",
-    ]
+    lines += [run_time_text(seconds, options.jobs, cached), ""]
     return "\n".join(lines)

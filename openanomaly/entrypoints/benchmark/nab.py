@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -155,6 +156,18 @@ def blocks_text(horizon: int | None) -> str:
             f"{block_rows(ScoringSpec(), window_rows(60.0))} rows at steps of 60 s)")
 
 
+def run_time_text(seconds: float, jobs: int, cached: bool) -> str:
+    """The closing line of a results page: how long it took, and on what."""
+    text = (f"Run time {seconds / 60:.1f} min in all, {jobs} job(s), on {platform.machine()} "
+            f"with {os.cpu_count()} CPUs ({platform.processor() or platform.platform()}), "
+            f"Python {platform.python_version()}.")
+    if cached:
+        # Forecasts a cache already held cost nothing: the times then measure scoring.
+        text += (" Forecasts were read from a `--forecast-cache` where earlier runs had "
+                 "left them, so those configurations' times are mostly scoring.")
+    return text
+
+
 def corpus_items(data: Path) -> list[ReplayInput]:
     """The NAB files of ``data``, each with its step and its rows' places on the grid."""
     items = []
@@ -280,8 +293,8 @@ def write_report(
         "deployable": [cross_validate(scored, p, deploy_at) for p in PROFILES],
     }
     total = time.perf_counter() - started
-    out.write_text(_markdown(rows, chosen, len(items), data, horizon, context, jobs, total,
-                             command))
+    out.write_text(_markdown(rows, chosen, len(items), data, horizon, context,
+                             run_time_text(total, jobs, cache is not None), command))
     echo(f"wrote {out}")
 
 
@@ -313,10 +326,8 @@ def _lever_gains(rows: list[ReportRow]) -> list[str]:
 
 
 def _markdown(rows: list[ReportRow], chosen: dict[str, list[HeldOut]], files: int,
-              data: Path, horizon: int | None, context: int, jobs: int, total: float,
+              data: Path, horizon: int | None, context: int, run_time: str,
               command: str) -> str:
-    import platform
-
     def pair(row: ReportRow, index: int) -> str:
         return f"{row.tuned[index]:.1f} / {row.held_out[index]:.1f}"
 
@@ -392,9 +403,7 @@ def _markdown(rows: list[ReportRow], chosen: dict[str, list[HeldOut]], files: in
         "The incidents an operator is paged for (flatlines, seasonal drops, drifts, ...), "
         "on a labelled synthetic suite: [incidents.md](incidents.md).",
         "",
-        f"Run time {total / 60:.1f} min in all, {jobs} job(s), on {platform.machine()} "
-        f"with {os.cpu_count()} CPUs ({platform.processor() or platform.platform()}), "
-        f"Python {platform.python_version()}.",
+        run_time,
         "",
     ]
     return "\n".join(lines)
