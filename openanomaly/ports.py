@@ -68,14 +68,17 @@ class TSDBClient(Protocol):
                     max_series: int | None = None,
                     tail_levels: Sequence[float] = (),
                     recurring: tuple[int, int] | None = None,
-                    recent_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
+                    recent_levels: Sequence[float] = (),
+                    recent_below: int | None = None) -> list[StoredScoreStats]:
         """Per series of ``metric`` written by ``pipeline``: the ``quantile`` of its samples
         in (at - quantile_window, at] and their maximum in (at - peak_window, at] (NaN
         without a peak window), computed by the database; with ``tail_levels``, also those
         quantiles and the number of samples over the quantile window; with ``recurring``
         (end_ms, window_ms), also their maximum in (end - window, end]; with
         ``recent_levels`` (and a peak window), also those quantiles and the number of
-        samples over the peak window. ``max_series`` as for query_range."""
+        samples over the peak window, for the series with fewer than ``recent_below``
+        samples there (NaN for the others; every series without it). ``max_series`` as
+        for query_range."""
         ...
 
 

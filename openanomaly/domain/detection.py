@@ -100,9 +100,11 @@ class ScoreHistory:
     ``RecurringSpan``); None or NaN: not looked at."""
     recent: FloatArray | None = None
     """(n_series, len(RECENT_LEVELS)): the raw scores' quantiles at ``RECENT_LEVELS`` over
-    the suppression window (see ``unseen_peak``; None: not looked at)."""
+    the suppression window where it holds fewer raw scores than points (see
+    ``unseen_peak``; NaN: a full window; None: not looked at)."""
     recent_count: FloatArray | None = None
-    """Raw scores in the suppression window (None: not looked at)."""
+    """Raw scores in the suppression window, where fewer than its points (NaN: a full
+    window; None: not looked at)."""
 
     def rows(self, index: slice | npt.NDArray[np.integer]) -> ScoreHistory:
         """The history of some of the series."""
@@ -289,10 +291,20 @@ def history_of(past: FloatArray, quantile: float, calibration_points: int,
             peak = np.full(n, np.nan)
             recent_levels = np.full((n, len(RECENT_LEVELS)), np.nan)
     count = np.sum(np.isfinite(window), axis=1).astype(float)
+    recent_levels, recent_count = _unless_full(recent_levels, recent, suppression_points)
     return ScoreHistory(np.asarray(levels[:, 0], dtype=float), np.asarray(peak, dtype=float),
                         np.asarray(levels[:, 1:], dtype=float), count,
-                        recent=np.asarray(recent_levels, dtype=float),
-                        recent_count=np.sum(np.isfinite(recent), axis=1).astype(float))
+                        recent=recent_levels, recent_count=recent_count)
+
+
+def _unless_full(levels: FloatArray, recent: FloatArray, points: int,
+                 ) -> tuple[FloatArray, FloatArray]:
+    """The recent quantiles and count, NaN where the window holds all its points (as a
+    database that is asked only about the others answers)."""
+    count = np.sum(np.isfinite(recent), axis=1).astype(float)
+    full = count >= points
+    return (np.where(full[:, None], np.nan, np.asarray(levels, dtype=float)),
+            np.where(full, np.nan, count))
 
 
 def window_points(seconds: float | None, step_seconds: float) -> int:

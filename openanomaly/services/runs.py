@@ -24,6 +24,7 @@ from openanomaly.domain.detection import (
     RecurringSpan,
     ScoreHistory,
     history_quantile,
+    window_points,
 )
 from openanomaly.domain.errors import DuplicateSamples, OutOfOrderSamples, TooManySeries
 from openanomaly.domain.forecast import ForecastRequest, QuantileForecast
@@ -170,7 +171,7 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
     tail, count = np.full((n, len(levels)), np.nan), np.zeros(n)
     suppression = scoring.suppression_window
     recent_levels = RECENT_LEVELS if suppression is not None else ()
-    recent, recent_count = np.full((n, len(recent_levels)), np.nan), np.zeros(n)
+    recent, recent_count = np.full((n, len(recent_levels)), np.nan), np.full(n, np.nan)
     find = row_of(labels)
     span = RecurringSpan.of(scoring, spec.step)
     recurring_range = (None if span is None
@@ -180,7 +181,8 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
             history_quantile(scoring, spec.step), round(scoring.calibration_window * 1000),
             round(suppression * 1000) if suppression is not None else None,
             max_series=spec.max_series, tail_levels=levels, recurring=recurring_range,
-            recent_levels=recent_levels):
+            recent_levels=recent_levels,
+            recent_below=window_points(suppression, spec.step) if recent_levels else None):
         i = find(stats.labels)
         if i is not None:
             quantile[i], peak[i], recurring[i] = stats.quantile, stats.peak, stats.recurring
@@ -189,7 +191,7 @@ def stored_history(spec: PipelineSpec, tsdb: TSDBClient, labels: list[dict[str, 
                 count[i] = np.nan_to_num(stats.count, nan=0.0)
             if recent_levels and len(stats.recent) == len(recent_levels):
                 recent[i] = stats.recent
-                recent_count[i] = np.nan_to_num(stats.recent_count, nan=0.0)
+                recent_count[i] = stats.recent_count
     return ScoreHistory(quantile, peak, tail if levels else None, count if levels else None,
                         recurring if span is not None else None,
                         recent if recent_levels else None,

@@ -220,7 +220,8 @@ def test_score_stats_with_the_tail_and_recent_statistics_match_those_in_memory(p
     # A level with more digits than a short float format keeps (once per 12 hours at 1m).
     level = 1 - 1 / 720
     stats = prom_client.score_stats(metric, pipeline, at, level, 300 * MINUTE, 30 * MINUTE,
-                                    tail_levels=TAIL_LEVELS, recent_levels=RECENT_LEVELS)
+                                    tail_levels=TAIL_LEVELS, recent_levels=RECENT_LEVELS,
+                                    recent_below=30)
 
     found = {s.labels["host"]: s for s in stats}
     assert found.keys() == {"a", "b"}
@@ -235,7 +236,11 @@ def test_score_stats_with_the_tail_and_recent_statistics_match_those_in_memory(p
         assert found[host].peak == pytest.approx(expected.peak[0], rel=1e-9)
         assert expected.recent is not None and expected.recent_count is not None
         np.testing.assert_allclose(found[host].recent, expected.recent[0], rtol=1e-9)
-        assert found[host].recent_count == expected.recent_count[0]
+        np.testing.assert_equal(found[host].recent_count, expected.recent_count[0])
+    # The recent statistics come only for a window with fewer samples than its points:
+    # "a" holds all 30 of the last half hour, "b" has gaps.
+    assert np.isnan(found["a"].recent_count) and np.isnan(found["a"].recent).all()
+    assert found["b"].recent_count < 30 and np.isfinite(found["b"].recent).all()
 
 
 def test_score_stats_read_the_recurring_span_as_the_history_in_memory_does(prom_client,

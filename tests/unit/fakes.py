@@ -105,7 +105,8 @@ class FakeTSDB:
                     quantile_window_ms: int, peak_window_ms: int | None, *,
                     max_series: int | None = None, tail_levels: Sequence[float] = (),
                     recurring: tuple[int, int] | None = None,
-                    recent_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
+                    recent_levels: Sequence[float] = (),
+                    recent_below: int | None = None) -> list[StoredScoreStats]:
         """As Prometheus' quantile_over_time and max_over_time compute them: over the
         samples in (at - window, at]."""
         self.read_backs.append(("score_stats", metric, pipeline))
@@ -127,13 +128,14 @@ class FakeTSDB:
             if q.size or p.size or r.size:
                 tail = (tuple(float(v) for v in np.quantile(q, tail_levels))
                         if q.size and tail_levels else (np.nan,) * len(tail_levels))
+                few = p.size and (recent_below is None or p.size < recent_below)
                 recent = (tuple(float(v) for v in np.quantile(p, recent_levels))
-                          if p.size and recent_levels else (np.nan,) * len(recent_levels))
+                          if few and recent_levels else (np.nan,) * len(recent_levels))
                 out.append(StoredScoreStats(
                     dict(key), float(np.quantile(q, quantile)) if q.size else np.nan,
                     float(np.max(p)) if p.size else np.nan, tail, float(q.size),
                     float(np.max(r)) if r.size else np.nan,
-                    recent, float(p.size) if recent_levels else np.nan))
+                    recent, float(p.size) if recent_levels and few else np.nan))
         return out
 
     def series_named(self, name: str) -> dict[tuple[tuple[str, str], ...], dict[int, float]]:

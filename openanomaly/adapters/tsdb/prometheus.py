@@ -313,7 +313,8 @@ class PrometheusAdapter(Closing):
                     max_series: int | None = None,
                     tail_levels: Sequence[float] = (),
                     recurring: tuple[int, int] | None = None,
-                    recent_levels: Sequence[float] = ()) -> list[StoredScoreStats]:
+                    recent_levels: Sequence[float] = (),
+                    recent_below: int | None = None) -> list[StoredScoreStats]:
         """Instant evaluations (``quantile_over_time``, ``max_over_time``, and for the tail
         and for the recent statistics one query each of quantiles and ``count_over_time``)
         at ``at`` (the recurring maximum at its own end), joined by label set; the function
@@ -338,11 +339,16 @@ class PrometheusAdapter(Closing):
         again = ({} if recurring is None else at_instant(
             f"max_over_time({selector}[{_seconds_range(recurring[1])}])",
             when_ms=recurring[0]))
-        def levels_and_count(levels: Sequence[float], over: str,
+
+        def levels_and_count(levels: Sequence[float], over: str, below: int | None = None,
                              ) -> dict[frozenset[tuple[str, str]], dict[str, float]]:
             # One request: each statistic is told apart by a label of its own.
+            count = f"count_over_time({selector}[{over}])"
             parts = [f"quantile_over_time({level!r}, {selector}[{over}])"
-                     for level in levels] + [f"count_over_time({selector}[{over}])"]
+                     for level in levels] + [count]
+            if below is not None:
+                # Only the series with fewer samples: the others send nothing back.
+                parts = [f"{part} and {count} < {below}" for part in parts]
             names = [f"q{index}" for index in range(len(levels))] + ["count"]
             query = " or ".join(
                 f'label_replace({part}, "{_STAT_LABEL}", "{name}", "", "")'
@@ -355,8 +361,9 @@ class PrometheusAdapter(Closing):
             return found
 
         tails = levels_and_count(tail_levels, window) if tail_levels else {}
-        recent = ({} if not recent_levels or peak_window_ms is None else
-                  levels_and_count(recent_levels, _seconds_range(peak_window_ms)))
+        asked_recent = bool(recent_levels) and peak_window_ms is not None
+        recent = (levels_and_count(recent_levels, _seconds_range(peak_window_ms or 0),
+                                   recent_below) if asked_recent else {})
         out = []
         for key in quantiles.keys() | peaks.keys() | tails.keys() | again.keys():
             found = tails.get(key, {})
@@ -364,7 +371,7 @@ class PrometheusAdapter(Closing):
                     if tail_levels else ())
             latest = recent.get(key, {})
             levels = (tuple(latest.get(f"q{i}", math.nan) for i in range(len(recent_levels)))
-                      if recent else ())
+                      if asked_recent else ())
             out.append(StoredScoreStats(dict(key), quantiles.get(key, math.nan),
                                         peaks.get(key, math.nan), tail,
                                         found.get("count", math.nan),
