@@ -130,9 +130,10 @@ class StoredScoreStats:
     recurring: float = math.nan
     """The largest raw score over the recurring span (NaN: not asked for)."""
     recent: tuple[float, ...] = ()
-    """Quantiles at ``RECENT_LEVELS`` over the peak window (empty: not asked for)."""
+    """Quantiles at ``RECENT_LEVELS`` over the peak window (NaN where it was full; empty:
+    not asked for)."""
     recent_count: float = math.nan
-    """Samples in the peak window (NaN: not asked for)."""
+    """Samples in the peak window (NaN where it was full, or not asked for)."""
 
 
 @dataclass(frozen=True)
