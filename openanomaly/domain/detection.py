@@ -285,27 +285,24 @@ def history_of(past: FloatArray, quantile: float, calibration_points: int,
             levels = nanquantile_rows(window, (quantile, *TAIL_LEVELS)).T
         else:
             levels = np.full((n, 1 + len(TAIL_LEVELS)), np.nan)
-        if recent.shape[1]:
-            peak = np.nanmax(recent, axis=1)
-            recent_levels = nanquantile_rows(recent, RECENT_LEVELS).T
-        else:
-            peak = np.full(n, np.nan)
-            recent_levels = np.full((n, len(RECENT_LEVELS)), np.nan)
+        peak = (np.nanmax(recent, axis=1) if recent.shape[1] else np.full(n, np.nan))
+        recent_levels, recent_count = _unfilled(recent, suppression_points)
     count = np.sum(np.isfinite(window), axis=1).astype(float)
-    recent_levels, recent_count = _unless_full(recent_levels, recent, suppression_points)
     return ScoreHistory(np.asarray(levels[:, 0], dtype=float), np.asarray(peak, dtype=float),
                         np.asarray(levels[:, 1:], dtype=float), count,
                         recent=recent_levels, recent_count=recent_count)
 
 
-def _unless_full(levels: FloatArray, recent: FloatArray, points: int,
-                 ) -> tuple[FloatArray, FloatArray]:
-    """The recent quantiles and count, NaN where the window holds all its points (as a
-    database that is asked only about the others answers)."""
+def _unfilled(recent: FloatArray, points: int) -> tuple[FloatArray, FloatArray]:
+    """The ``RECENT_LEVELS`` quantiles and the count of the raw scores in a suppression
+    window of ``points``, computed only for the series whose window holds fewer, NaN for
+    the others (as a database asked only about those answers)."""
     count = np.sum(np.isfinite(recent), axis=1).astype(float)
-    full = count >= points
-    return (np.where(full[:, None], np.nan, np.asarray(levels, dtype=float)),
-            np.where(full, np.nan, count))
+    young = count < points
+    levels = np.full((recent.shape[0], len(RECENT_LEVELS)), np.nan)
+    if recent.shape[1] and young.any():
+        levels[young] = nanquantile_rows(recent[young], RECENT_LEVELS).T
+    return levels, np.where(young, count, np.nan)
 
 
 def window_points(seconds: float | None, step_seconds: float) -> int:

@@ -344,11 +344,12 @@ class PrometheusAdapter(Closing):
                              ) -> dict[frozenset[tuple[str, str]], dict[str, float]]:
             # One request: each statistic is told apart by a label of its own.
             count = f"count_over_time({selector}[{over}])"
-            parts = [f"quantile_over_time({level!r}, {selector}[{over}])"
-                     for level in levels] + [count]
+            parts = [f"quantile_over_time({level!r}, {selector}[{over}])" for level in levels]
             if below is not None:
                 # Only the series with fewer samples: the others send nothing back.
-                parts = [f"{part} and {count} < {below}" for part in parts]
+                count = f"{count} < {below}"
+                parts = [f"{part} and {count}" for part in parts]
+            parts.append(count)
             names = [f"q{index}" for index in range(len(levels))] + ["count"]
             query = " or ".join(
                 f'label_replace({part}, "{_STAT_LABEL}", "{name}", "", "")'
